@@ -1,0 +1,76 @@
+//! Command-line flags, mirrored one to one (clap derive). No I/O here:
+//! `main` turns these into library options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  3  output written, but the reject rate exceeded --max-reject-rate
+     (so a scheduler alerts; see rejects.csv)
+  2  usage or profile error (nothing written)
+  1  any other failure (the output directory is left as it was)";
+
+/// Turn SIS/HR extracts into Ex Libris Alma user XML (v2) zip packages.
+#[derive(Debug, Parser)]
+#[command(name = "patronload", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert extracts described by a profile into Alma user zips,
+    /// rejects.csv and summary.json.
+    #[command(after_help = EXIT_CODES)]
+    Convert(ConvertArgs),
+}
+
+/// Flags of `patronload convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Profile (TOML) describing the extract layout and the mapping.
+    #[arg(long, value_name = "PROFILE.toml")]
+    pub profile: PathBuf,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The date "today" is for every date rule, so runs are reproducible.
+    /// Also the zip entries' timestamp. Default: today.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Users per XML file.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub users_per_file: u64,
+    /// XML files per zip.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub files_per_zip: u32,
+    /// Largest zip allowed (e.g. 1GB, 500MB, 4GiB). Default: the 1 GB Ex
+    /// Libris Secure FTP directory limit.
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub max_zip_bytes: bytesize::ByteSize,
+    /// Largest total of all zips of the run.
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub max_total_bytes: bytesize::ByteSize,
+    /// Reject rate (percent) above which the run exits with status 3.
+    /// Default: 5, the rate at which Alma itself alerts.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub max_reject_rate: f64,
+    /// Deflate level, 0 (store) to 9 (smallest).
+    #[arg(long, default_value_t = 6, value_name = "0-9")]
+    pub compression_level: u32,
+    /// Name prefix of the zips and XML files (overrides the profile's).
+    #[arg(long, value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Extract files of the profile's layout, processed in this order.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+}

@@ -1,0 +1,85 @@
+//! Typed errors for everything that stops a run.
+//!
+//! Record-level problems (a bad date, a duplicate identifier) are *not*
+//! errors: they become rejects with a reason code (see [`crate::report`]).
+//! What lives here is what makes the whole run fail: an unusable profile,
+//! an unreadable input, an output that cannot be written or would break
+//! Alma's limits. Each variant carries enough context (file, line, field)
+//! for a librarian to act on the message without reading code.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can make a run fail as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The profile file is not valid TOML or does not describe a usable
+    /// mapping. Maps to exit status 2 (nothing written).
+    #[error("profile error in {path}: {message}")]
+    Profile {
+        /// The profile file.
+        path: PathBuf,
+        /// What is wrong, in words a librarian understands.
+        message: String,
+    },
+    /// A command-line value is unusable (for example a limit of zero).
+    /// Maps to exit status 2.
+    #[error("usage error: {0}")]
+    Usage(String),
+    /// An input extract cannot be read or its structure is unusable
+    /// (for example a missing header row or a header without a column the
+    /// profile needs).
+    #[error("input error in {path}{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// The line, when the problem is at one.
+        line: Option<u64>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output would not fit Alma's or the SFTP directory's limits.
+    #[error("output limit: {0}")]
+    Limit(String),
+    /// The run's own bookkeeping does not add up: a bug, reported rather
+    /// than hidden, and nothing is published.
+    #[error("internal check failed: {0}")]
+    Invariant(String),
+    /// An I/O error while reading or writing, with the path involved.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The zip library failed while writing a package.
+    #[error("zip error on {path}: {source}")]
+    Zip {
+        /// The zip being written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: zip::result::ZipError,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this error is the user's to fix in the command line or the
+    /// profile (exit status 2) rather than a run failure (exit status 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Profile { .. } | Error::Usage(_))
+    }
+}

@@ -1,0 +1,33 @@
+//! patronload turns Student Information System and HR extracts into the
+//! user files Ex Libris Alma loads (User XSD v2 XML in zip files).
+//!
+//! The pipeline, one module per stage:
+//!
+//! 1. [`source`]: extract bytes → records with file, line and record number;
+//! 2. [`map`]: a [`profile::Profile`] compiled against the extract's columns
+//!    maps each record to a [`model::User`] or a reject reason;
+//! 3. [`dedupe`]: institution-wide identifier uniqueness, first wins, the way
+//!    Alma decides it;
+//! 4. [`xml`]: users → XML text;
+//! 5. [`package`]: XML entries → zip parts within Alma's limits;
+//! 6. [`report`]: `rejects.csv` and `summary.json`.
+//!
+//! [`convert::convert`] runs them in order and publishes the results
+//! atomically. The library never prints: the binary decides what the user
+//! sees.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod dedupe;
+pub mod error;
+// pub mod gen;
+pub mod map;
+pub mod model;
+pub mod package;
+pub mod profile;
+pub mod report;
+pub mod source;
+pub mod xml;
+
+pub use error::{Error, Result};

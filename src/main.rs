@@ -1,0 +1,121 @@
+//! The `patronload` binary: parse flags, run, map the result to an exit
+//! status. Everything else lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use patronload::convert::{convert, ConvertOptions, Outcome};
+use patronload::package::Limits;
+use patronload::profile::Profile;
+
+use cli::{Cli, Command, ConvertArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Convert(args) => run_convert(args),
+    }
+}
+
+fn run_convert(args: ConvertArgs) -> ExitCode {
+    let started = Instant::now();
+    let result = Profile::load(&args.profile).and_then(|profile| {
+        let opts = ConvertOptions {
+            profile_path: args.profile.clone(),
+            profile,
+            inputs: args.inputs.clone(),
+            out_dir: args.out.clone(),
+            as_of: args
+                .as_of
+                .unwrap_or_else(|| chrono::Local::now().date_naive()),
+            limits: Limits {
+                users_per_file: args.users_per_file,
+                files_per_zip: args.files_per_zip,
+                max_zip_bytes: args.max_zip_bytes.as_u64(),
+                max_total_bytes: args.max_total_bytes.as_u64(),
+                compression_level: args.compression_level,
+            },
+            reject_threshold_percent: args.max_reject_rate,
+            prefix: args.prefix.clone(),
+        };
+        convert(&opts)
+    });
+    match result {
+        Ok(outcome) => {
+            let exceeded = outcome.summary.reject_threshold_exceeded;
+            if !args.quiet || exceeded {
+                report(&outcome, &args, started);
+            }
+            if exceeded {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("patronload: {e}");
+            if e.is_usage() {
+                ExitCode::from(2)
+            } else {
+                eprintln!(
+                    "patronload: nothing was published in {}",
+                    args.out.display()
+                );
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// The human summary on stderr: counts and files only, never patron data.
+fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
+    let s = &o.summary;
+    eprintln!(
+        "patronload: {} records read, {} users written, {} rejected ({:.2}%, threshold {}%)",
+        s.records_read,
+        s.users_written,
+        s.rejected,
+        s.reject_rate_percent,
+        s.reject_threshold_percent
+    );
+    for (reason, n) in &s.rejected_by_reason {
+        eprintln!("  rejected {reason}: {n}");
+    }
+    for (field, codes) in &s.map.unknown_codes {
+        let total: u64 = codes.values().sum();
+        eprintln!(
+            "  unknown codes in {field}: {total} ({} distinct)",
+            codes.len()
+        );
+    }
+    for z in &s.zips {
+        eprintln!(
+            "  wrote {} ({} users, {} bytes, {} XML files)",
+            z.name,
+            z.users,
+            z.bytes,
+            z.entries.len()
+        );
+    }
+    for p in &o.removed_stale {
+        eprintln!(
+            "  removed stale {} from an earlier, larger run",
+            p.display()
+        );
+    }
+    eprintln!(
+        "  reports: {} and {} in {}",
+        patronload::convert::REJECTS_FILE,
+        patronload::convert::SUMMARY_FILE,
+        args.out.display()
+    );
+    if s.reject_threshold_exceeded {
+        eprintln!(
+            "patronload: reject rate above the threshold: check rejects.csv before Alma loads this"
+        );
+    }
+    eprintln!("  elapsed {:.2}s", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,935 @@
+//! Mapping stage: one record's fields → an Alma [`User`], or a [`Fail`].
+//!
+//! [`Mapper::new`] compiles a profile against the column names of an
+//! extract once (column names resolved to indices, tables and date rules
+//! parsed, references checked), so that a profile mistake is reported
+//! before any record is read and mapping a record does no lookups by
+//! name. A `Mapper` is immutable and `Sync`: the parallel engine shares one
+//! across threads, each with its own [`MapStats`].
+
+pub mod rules;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use crate::model::{
+    Address, AddressPart, Email, Identifier, Note, Phone, Statistic, User, UserField,
+};
+use crate::profile::{
+    CaseRule, FieldSpec, IdentifierCase, Profile, TableSpec, TypeSpec, UnknownPolicy,
+};
+use crate::report::{Fail, MapStats, Reason};
+use rules::{DateRule, Piece};
+
+/// Where a value comes from, with columns resolved to indices.
+#[derive(Debug, Clone)]
+enum Source {
+    None,
+    Column(usize),
+    Const(String),
+    Template(Vec<Piece<usize>>),
+    FirstOf(Vec<usize>),
+}
+
+/// A compiled value table.
+#[derive(Debug, Clone)]
+struct Table {
+    map: HashMap<String, String>,
+    default: Option<String>,
+    unknown: UnknownPolicy,
+}
+
+/// Date-specific parts of a getter.
+#[derive(Debug, Clone)]
+struct DateSpec {
+    formats: Vec<String>,
+    by_group: Vec<(String, DateRule)>,
+    default: Option<DateRule>,
+}
+
+/// One compiled value: source, cleaning, table, length limit.
+#[derive(Debug, Clone)]
+struct Getter {
+    /// Name used in reports (`user_group`, `addresses[1].city`).
+    label: String,
+    source: Source,
+    trim: bool,
+    case: Option<CaseRule>,
+    table: Option<usize>,
+    truncate: bool,
+    default: Option<String>,
+    max_chars: usize,
+    date: Option<DateSpec>,
+}
+
+#[derive(Debug, Clone)]
+enum TypeGetter {
+    Code(String),
+    Field(Getter),
+}
+
+#[derive(Debug, Clone)]
+struct AddressMap {
+    preferred: bool,
+    parts: Vec<(AddressPart, Getter)>,
+    types: Vec<TypeGetter>,
+}
+
+#[derive(Debug, Clone)]
+struct EmailMap {
+    preferred: bool,
+    address: Getter,
+    description: Option<Getter>,
+    types: Vec<TypeGetter>,
+}
+
+#[derive(Debug, Clone)]
+struct PhoneMap {
+    preferred: bool,
+    preferred_sms: bool,
+    number: Getter,
+    types: Vec<TypeGetter>,
+}
+
+#[derive(Debug, Clone)]
+struct IdentifierMap {
+    id_type: String,
+    value: Getter,
+    note: Option<Getter>,
+    status: String,
+}
+
+#[derive(Debug, Clone)]
+struct StatisticMap {
+    category: Getter,
+    category_type: Option<Getter>,
+    note: Option<Getter>,
+}
+
+#[derive(Debug, Clone)]
+struct NoteMap {
+    note_type: String,
+    text: Getter,
+    user_viewable: bool,
+    popup_note: bool,
+}
+
+/// The identifier Alma's integration profile matches users on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchId {
+    /// The primary id.
+    PrimaryId,
+    /// An additional identifier of this type.
+    IdType(String),
+}
+
+/// A profile compiled against one set of column names.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    columns: Vec<String>,
+    used: Vec<bool>,
+    fields: Vec<(UserField, Getter)>,
+    addresses: Vec<AddressMap>,
+    emails: Vec<EmailMap>,
+    phones: Vec<PhoneMap>,
+    identifiers: Vec<IdentifierMap>,
+    statistics: Vec<StatisticMap>,
+    notes: Vec<NoteMap>,
+    tables: Vec<Table>,
+    mandatory: Vec<UserField>,
+    match_id: MatchId,
+    identifier_case: IdentifierCase,
+    as_of: NaiveDate,
+}
+
+/// Compiles getters; collects the column indices they use.
+struct Compiler<'a> {
+    columns: &'a [String],
+    index: HashMap<&'a str, usize>,
+    used: Vec<bool>,
+    table_index: HashMap<&'a str, usize>,
+    date_formats: &'a [String],
+}
+
+impl<'a> Compiler<'a> {
+    fn column(&mut self, label: &str, name: &str) -> Result<usize, String> {
+        match self.index.get(name) {
+            Some(&i) => {
+                self.used[i] = true;
+                Ok(i)
+            }
+            None => Err(format!(
+                "{label}: column `{name}` is not in the extract's columns ({})",
+                self.columns.join(", ")
+            )),
+        }
+    }
+
+    fn getter(
+        &mut self,
+        label: String,
+        spec: &FieldSpec,
+        max_chars: usize,
+        is_date: bool,
+    ) -> Result<Getter, String> {
+        let given = [
+            spec.column.is_some(),
+            spec.value.is_some(),
+            spec.template.is_some(),
+            spec.first_of.is_some(),
+        ];
+        let n = given.iter().filter(|&&g| g).count();
+        if n > 1 {
+            return Err(format!(
+                "{label}: give only one of `column`, `value`, `template`, `first_of`"
+            ));
+        }
+        if n == 0 && !(is_date && spec.default.is_some()) && spec.default.is_none() {
+            return Err(format!(
+                "{label}: needs a source: `column`, `value`, `template`, `first_of` or `default`"
+            ));
+        }
+        let source = if let Some(c) = &spec.column {
+            Source::Column(self.column(&label, c)?)
+        } else if let Some(v) = &spec.value {
+            Source::Const(v.clone())
+        } else if let Some(t) = &spec.template {
+            let pieces = rules::parse_template(t).map_err(|e| format!("{label}: {e}"))?;
+            let mut out = Vec::with_capacity(pieces.len());
+            for p in pieces {
+                out.push(match p {
+                    Piece::Lit(s) => Piece::Lit(s),
+                    Piece::Col(c) => Piece::Col(self.column(&label, &c)?),
+                });
+            }
+            Source::Template(out)
+        } else if let Some(cols) = &spec.first_of {
+            if cols.is_empty() {
+                return Err(format!("{label}: `first_of` lists no column"));
+            }
+            let idx = cols
+                .iter()
+                .map(|c| self.column(&label, c))
+                .collect::<Result<_, _>>()?;
+            Source::FirstOf(idx)
+        } else {
+            Source::None
+        };
+        let table =
+            match &spec.table {
+                Some(t) => Some(*self.table_index.get(t.as_str()).ok_or_else(|| {
+                    format!("{label}: table `{t}` is not defined under [tables]")
+                })?),
+                None => None,
+            };
+        let date = if is_date {
+            if table.is_some() {
+                return Err(format!("{label}: a date field cannot use a value table"));
+            }
+            let default = match &spec.default {
+                Some(r) => Some(DateRule::parse(r).map_err(|e| format!("{label}: {e}"))?),
+                None => None,
+            };
+            let mut by_group = Vec::new();
+            for (g, r) in spec.by_group.iter().flatten() {
+                by_group.push((
+                    g.clone(),
+                    DateRule::parse(r).map_err(|e| format!("{label}: {e}"))?,
+                ));
+            }
+            let formats = spec
+                .formats
+                .clone()
+                .unwrap_or_else(|| self.date_formats.to_vec());
+            if formats.is_empty() {
+                return Err(format!("{label}: no date formats"));
+            }
+            Some(DateSpec {
+                formats,
+                by_group,
+                default,
+            })
+        } else {
+            if spec.formats.is_some() || spec.by_group.is_some() {
+                return Err(format!(
+                    "{label}: `formats` and `by_group` apply to date fields only"
+                ));
+            }
+            None
+        };
+        Ok(Getter {
+            label,
+            source,
+            trim: spec.trim.unwrap_or(true),
+            case: spec.case,
+            table,
+            truncate: spec.truncate,
+            default: if is_date { None } else { spec.default.clone() },
+            max_chars,
+            date,
+        })
+    }
+
+    fn types(&mut self, label: &str, specs: &[TypeSpec]) -> Result<Vec<TypeGetter>, String> {
+        if specs.is_empty() {
+            return Err(format!("{label}: `types` must list at least one type"));
+        }
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t {
+                TypeSpec::Code(c) if c.trim().is_empty() => {
+                    Err(format!("{label}: type {} is empty", i + 1))
+                }
+                TypeSpec::Code(c) => Ok(TypeGetter::Code(c.trim().to_string())),
+                TypeSpec::Field(f) => Ok(TypeGetter::Field(self.getter(
+                    format!("{label}.types[{}]", i + 1),
+                    f,
+                    255,
+                    false,
+                )?)),
+            })
+            .collect()
+    }
+
+    fn opt(
+        &mut self,
+        label: String,
+        spec: &Option<FieldSpec>,
+        max: usize,
+    ) -> Result<Option<Getter>, String> {
+        spec.as_ref()
+            .map(|s| self.getter(label, s, max, false))
+            .transpose()
+    }
+}
+
+fn compile_table(name: &str, t: &TableSpec) -> Result<Table, String> {
+    if t.unknown == UnknownPolicy::Default && t.default.is_none() {
+        return Err(format!(
+            "table `{name}`: unknown = \"default\" needs a `default` value"
+        ));
+    }
+    Ok(Table {
+        map: t.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        default: t.default.clone(),
+        unknown: t.unknown,
+    })
+}
+
+impl Mapper {
+    /// Compiles `profile` against the extract's `columns`. `as_of` is the
+    /// date every relative date rule counts from. The error is a message
+    /// for a librarian, naming the profile key at fault.
+    pub fn new(profile: &Profile, columns: &[String], as_of: NaiveDate) -> Result<Mapper, String> {
+        let mut table_names: Vec<&str> = Vec::new();
+        let mut tables = Vec::new();
+        for (name, t) in &profile.tables {
+            table_names.push(name);
+            tables.push(compile_table(name, t)?);
+        }
+        let mut index = HashMap::new();
+        for (i, c) in columns.iter().enumerate() {
+            if index.insert(c.as_str(), i).is_some() {
+                return Err(format!("column `{c}` appears twice in the header"));
+            }
+        }
+        let mut cx = Compiler {
+            columns,
+            index,
+            used: vec![false; columns.len()],
+            table_index: table_names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (*n, i))
+                .collect(),
+            date_formats: &profile.rules.date_formats,
+        };
+
+        let mut fields = Vec::new();
+        for (name, spec) in &profile.fields {
+            let f = UserField::from_name(name).ok_or_else(|| {
+                format!(
+                    "[fields]: `{name}` is not an Alma user field patronload writes; known: {}",
+                    UserField::ALL.map(|f| f.name()).join(", ")
+                )
+            })?;
+            fields.push((
+                f,
+                cx.getter(name.clone(), spec, f.max_chars(), f.is_date())?,
+            ));
+        }
+        // Dates last and in schema order, so a rule may refer to the user
+        // group and to an earlier date (purge = expiry + 1y).
+        fields.sort_by_key(|(f, _)| (f.is_date(), *f));
+        for (f, g) in &fields {
+            let Some(d) = &g.date else { continue };
+            let rules = d.default.iter().chain(d.by_group.iter().map(|(_, r)| r));
+            for r in rules {
+                if let rules::DateBase::Field(base) = r.base {
+                    if base >= *f {
+                        return Err(format!(
+                            "{}: a date rule may only refer to an earlier date field \
+                             (birth_date, expiry_date, purge_date), not `{}`",
+                            f.name(),
+                            base.name()
+                        ));
+                    }
+                }
+            }
+        }
+
+        let mut addresses = Vec::new();
+        for (i, a) in profile.addresses.iter().enumerate() {
+            let label = format!("addresses[{}]", i + 1);
+            let mut parts = Vec::new();
+            let specs = [
+                (AddressPart::Line1, &a.line1),
+                (AddressPart::Line2, &a.line2),
+                (AddressPart::Line3, &a.line3),
+                (AddressPart::Line4, &a.line4),
+                (AddressPart::Line5, &a.line5),
+                (AddressPart::City, &a.city),
+                (AddressPart::StateProvince, &a.state_province),
+                (AddressPart::PostalCode, &a.postal_code),
+                (AddressPart::Country, &a.country),
+                (AddressPart::AddressNote, &a.address_note),
+                (AddressPart::StartDate, &a.start_date),
+                (AddressPart::EndDate, &a.end_date),
+            ];
+            for (part, spec) in specs {
+                if let Some(s) = spec {
+                    let l = format!("{label}.{}", part.name());
+                    parts.push((part, cx.getter(l, s, part.max_chars(), part.is_date())?));
+                }
+            }
+            if !parts.iter().any(|(p, _)| *p == AddressPart::Line1)
+                || !parts.iter().any(|(p, _)| *p == AddressPart::City)
+            {
+                return Err(format!(
+                    "{label}: Alma needs `line1` and `city` in every address"
+                ));
+            }
+            let types = cx.types(&label, &a.types)?;
+            addresses.push(AddressMap {
+                preferred: a.preferred,
+                parts,
+                types,
+            });
+        }
+        let mut emails = Vec::new();
+        for (i, e) in profile.emails.iter().enumerate() {
+            let label = format!("emails[{}]", i + 1);
+            emails.push(EmailMap {
+                preferred: e.preferred,
+                address: cx.getter(format!("{label}.address"), &e.address, 255, false)?,
+                description: cx.opt(format!("{label}.description"), &e.description, 255)?,
+                types: cx.types(&label, &e.types)?,
+            });
+        }
+        let mut phones = Vec::new();
+        for (i, p) in profile.phones.iter().enumerate() {
+            let label = format!("phones[{}]", i + 1);
+            phones.push(PhoneMap {
+                preferred: p.preferred,
+                preferred_sms: p.preferred_sms,
+                number: cx.getter(format!("{label}.number"), &p.number, 255, false)?,
+                types: cx.types(&label, &p.types)?,
+            });
+        }
+        let mut identifiers = Vec::new();
+        for (i, s) in profile.identifiers.iter().enumerate() {
+            let label = format!("identifiers[{}]", i + 1);
+            if s.id_type.trim().is_empty() {
+                return Err(format!("{label}: `id_type` is empty"));
+            }
+            identifiers.push(IdentifierMap {
+                id_type: s.id_type.trim().to_string(),
+                value: cx.getter(format!("{label}.value"), &s.value, 255, false)?,
+                note: cx.opt(format!("{label}.note"), &s.note, 2000)?,
+                status: s.status.clone(),
+            });
+        }
+        let mut statistics = Vec::new();
+        for (i, s) in profile.statistics.iter().enumerate() {
+            let label = format!("statistics[{}]", i + 1);
+            statistics.push(StatisticMap {
+                category: cx.getter(format!("{label}.category"), &s.category, 255, false)?,
+                category_type: cx.opt(format!("{label}.category_type"), &s.category_type, 255)?,
+                note: cx.opt(format!("{label}.note"), &s.note, 2000)?,
+            });
+        }
+        let mut notes = Vec::new();
+        for (i, n) in profile.notes.iter().enumerate() {
+            let label = format!("notes[{}]", i + 1);
+            if n.note_type.trim().is_empty() {
+                return Err(format!("{label}: `note_type` is empty"));
+            }
+            notes.push(NoteMap {
+                note_type: n.note_type.trim().to_string(),
+                text: cx.getter(format!("{label}.text"), &n.text, 2000, false)?,
+                user_viewable: n.user_viewable,
+                popup_note: n.popup_note,
+            });
+        }
+
+        let mut mandatory = Vec::new();
+        for m in &profile.rules.mandatory {
+            let f = UserField::from_name(m)
+                .ok_or_else(|| format!("rules.mandatory: `{m}` is not a user field"))?;
+            if !fields.iter().any(|(g, _)| *g == f) {
+                return Err(format!(
+                    "rules.mandatory: `{m}` is mandatory but [fields] does not map it"
+                ));
+            }
+            mandatory.push(f);
+        }
+        let match_id = match profile.rules.match_id.trim() {
+            "primary_id" => {
+                if !fields.iter().any(|(f, _)| *f == UserField::PrimaryId) {
+                    return Err("rules.match_id is primary_id but [fields] does not map it".into());
+                }
+                if !mandatory.contains(&UserField::PrimaryId) {
+                    mandatory.insert(0, UserField::PrimaryId);
+                }
+                MatchId::PrimaryId
+            }
+            t => {
+                if !identifiers.iter().any(|i| i.id_type == t) {
+                    return Err(format!(
+                        "rules.match_id `{t}` is neither primary_id nor the id_type of an [[identifiers]] entry"
+                    ));
+                }
+                MatchId::IdType(t.to_string())
+            }
+        };
+
+        Ok(Mapper {
+            columns: columns.to_vec(),
+            used: cx.used,
+            fields,
+            addresses,
+            emails,
+            phones,
+            identifiers,
+            statistics,
+            notes,
+            tables,
+            mandatory,
+            match_id,
+            identifier_case: profile.rules.identifier_case,
+            as_of,
+        })
+    }
+
+    /// The column names this mapper was compiled against.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The primary id of a record as it stands in the extract (before case
+    /// rules and tables), for reports about records that were not mapped.
+    /// `None` when the record was not fully decoded.
+    pub fn primary_id_raw<'r>(&'r self, rec: &[&'r str]) -> Option<Cow<'r, str>> {
+        if rec.len() != self.columns.len() {
+            return None;
+        }
+        let (_, g) = self
+            .fields
+            .iter()
+            .find(|(f, _)| *f == UserField::PrimaryId)?;
+        Some(self.raw(&g.source, rec))
+    }
+
+    /// How identifiers compare for uniqueness.
+    pub fn identifier_case(&self) -> IdentifierCase {
+        self.identifier_case
+    }
+
+    /// Decodes a raw record's fields into `out` (reused). A column the
+    /// profile uses that is not valid UTF-8 fails the record; unused
+    /// columns are never looked at.
+    pub fn decode<'r>(&self, rec: &'r csv::ByteRecord, out: &mut Vec<&'r str>) -> Result<(), Fail> {
+        out.clear();
+        if rec.len() != self.columns.len() {
+            return Err(Fail::new(
+                Reason::FieldCount,
+                "",
+                format!(
+                    "the record has {} fields but the header has {}",
+                    rec.len(),
+                    self.columns.len()
+                ),
+            ));
+        }
+        for (i, f) in rec.iter().enumerate() {
+            match std::str::from_utf8(f) {
+                Ok(s) => out.push(s),
+                Err(e) if self.used[i] => {
+                    return Err(Fail::new(
+                        Reason::InvalidEncoding,
+                        self.columns[i].as_str(),
+                        format!(
+                            "column `{}` is not valid UTF-8 at byte {} of the field",
+                            self.columns[i],
+                            e.valid_up_to() + 1
+                        ),
+                    ))
+                }
+                Err(_) => out.push(""),
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps one decoded record. Counters for dropped segments, unknown
+    /// codes and truncations go to `stats`.
+    pub fn map(&self, rec: &[&str], stats: &mut MapStats) -> Result<User, Fail> {
+        let mut user = User::default();
+        let mut dates: Vec<(UserField, NaiveDate)> = Vec::new();
+        for (f, g) in &self.fields {
+            let value = if f.is_date() {
+                let d = self.date(g, rec, stats, user.get(UserField::UserGroup), &dates)?;
+                match d {
+                    Some(d) => {
+                        dates.push((*f, d));
+                        rules::format_date(d)
+                    }
+                    None => String::new(),
+                }
+            } else {
+                self.value(g, rec, stats)?
+            };
+            if !value.is_empty() {
+                user.fields.push((*f, value));
+            }
+        }
+        user.fields.sort_by_key(|(f, _)| *f);
+        for f in &self.mandatory {
+            if user.get(*f).is_none() {
+                return Err(Fail::new(
+                    Reason::MissingField,
+                    f.name(),
+                    format!("mandatory field `{}` is empty", f.name()),
+                ));
+            }
+        }
+
+        let mut preferred = false;
+        for a in &self.addresses {
+            let mut addr = Address::default();
+            for (part, g) in &a.parts {
+                let v = if part.is_date() {
+                    self.date(g, rec, stats, None, &dates)?
+                        .map(rules::format_date)
+                        .unwrap_or_default()
+                } else {
+                    self.value(g, rec, stats)?
+                };
+                if !v.is_empty() {
+                    addr.parts.push((*part, v));
+                }
+            }
+            addr.types = self.type_codes(&a.types, rec, stats)?;
+            let has = |p| addr.parts.iter().any(|(q, _)| *q == p);
+            if addr.parts.is_empty() {
+                continue;
+            }
+            if !has(AddressPart::Line1) || !has(AddressPart::City) || addr.types.is_empty() {
+                stats.drop_segment("address_incomplete");
+                continue;
+            }
+            addr.preferred = take_preferred(a.preferred, &mut preferred);
+            user.addresses.push(addr);
+        }
+        let mut preferred = false;
+        for e in &self.emails {
+            let address = self.value(&e.address, rec, stats)?;
+            let types = self.type_codes(&e.types, rec, stats)?;
+            if address.is_empty() {
+                continue;
+            }
+            if types.is_empty() {
+                stats.drop_segment("email_incomplete");
+                continue;
+            }
+            let description = match &e.description {
+                Some(g) => Some(self.value(g, rec, stats)?).filter(|s| !s.is_empty()),
+                None => None,
+            };
+            let pref = take_preferred(e.preferred, &mut preferred);
+            user.emails.push(Email {
+                preferred: pref,
+                address,
+                description,
+                types,
+            });
+        }
+        let (mut preferred, mut sms) = (false, false);
+        for p in &self.phones {
+            let number = self.value(&p.number, rec, stats)?;
+            let types = self.type_codes(&p.types, rec, stats)?;
+            if number.is_empty() {
+                continue;
+            }
+            if types.is_empty() {
+                stats.drop_segment("phone_incomplete");
+                continue;
+            }
+            let pref = take_preferred(p.preferred, &mut preferred);
+            let psms = take_preferred(p.preferred_sms, &mut sms);
+            user.phones.push(Phone {
+                preferred: pref,
+                preferred_sms: psms,
+                number,
+                types,
+            });
+        }
+
+        // Within one user every identifier value must differ from the
+        // primary id and from each other (Alma rejects the user otherwise,
+        // even for the same person); we drop the repeat instead, and
+        // compare case-insensitively whatever the run-wide setting, since
+        // that is the stricter reading.
+        let mut seen: Vec<String> = user
+            .get(UserField::PrimaryId)
+            .map(fold)
+            .into_iter()
+            .collect();
+        for s in &self.identifiers {
+            let value = self.value(&s.value, rec, stats)?;
+            if value.is_empty() {
+                stats.drop_segment("identifier_empty");
+                continue;
+            }
+            let key = fold(&value);
+            if seen.contains(&key) {
+                stats.drop_segment("identifier_repeated_in_user");
+                continue;
+            }
+            seen.push(key);
+            let note = match &s.note {
+                Some(g) => Some(self.value(g, rec, stats)?).filter(|s| !s.is_empty()),
+                None => None,
+            };
+            user.identifiers.push(Identifier {
+                id_type: s.id_type.clone(),
+                value,
+                note,
+                status: s.status.clone(),
+            });
+        }
+        if let MatchId::IdType(t) = &self.match_id {
+            if !user.identifiers.iter().any(|i| &i.id_type == t) {
+                return Err(Fail::new(
+                    Reason::MissingMatchId,
+                    format!("identifiers[{t}]"),
+                    format!(
+                        "the match identifier {t} is missing (empty, or equal to another identifier of the user)"
+                    ),
+                ));
+            }
+        }
+
+        for s in &self.statistics {
+            let category = self.value(&s.category, rec, stats)?;
+            let note = match &s.note {
+                Some(g) => Some(self.value(g, rec, stats)?).filter(|s| !s.is_empty()),
+                None => None,
+            };
+            let category_type = match &s.category_type {
+                Some(g) => Some(self.value(g, rec, stats)?).filter(|s| !s.is_empty()),
+                None => None,
+            };
+            if category.is_empty() {
+                if note.is_some() || category_type.is_some() {
+                    stats.drop_segment("statistic_incomplete");
+                }
+                continue;
+            }
+            user.statistics.push(Statistic {
+                category,
+                category_type,
+                note,
+            });
+        }
+        for n in &self.notes {
+            let text = self.value(&n.text, rec, stats)?;
+            if text.is_empty() {
+                continue;
+            }
+            user.notes.push(Note {
+                note_type: n.note_type.clone(),
+                text,
+                user_viewable: n.user_viewable,
+                popup_note: n.popup_note,
+            });
+        }
+        Ok(user)
+    }
+
+    fn type_codes(
+        &self,
+        types: &[TypeGetter],
+        rec: &[&str],
+        stats: &mut MapStats,
+    ) -> Result<Vec<String>, Fail> {
+        let mut out = Vec::with_capacity(types.len());
+        for t in types {
+            let v = match t {
+                TypeGetter::Code(c) => c.clone(),
+                TypeGetter::Field(g) => self.value(g, rec, stats)?,
+            };
+            if !v.is_empty() && !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The raw (uncleaned) text of a source.
+    fn raw<'r>(&self, src: &'r Source, rec: &[&'r str]) -> Cow<'r, str> {
+        match src {
+            Source::None => Cow::Borrowed(""),
+            Source::Column(i) => Cow::Borrowed(rec[*i]),
+            Source::Const(s) => Cow::Borrowed(s),
+            Source::FirstOf(cols) => Cow::Borrowed(
+                cols.iter()
+                    .map(|&i| rec[i])
+                    .find(|v| !v.trim().is_empty())
+                    .unwrap_or(""),
+            ),
+            Source::Template(pieces) => {
+                let any = pieces
+                    .iter()
+                    .any(|p| matches!(p, Piece::Col(i) if !rec[*i].trim().is_empty()));
+                if !any {
+                    return Cow::Borrowed("");
+                }
+                let mut s = String::new();
+                for p in pieces {
+                    match p {
+                        Piece::Lit(l) => s.push_str(l),
+                        Piece::Col(i) => s.push_str(rec[*i].trim()),
+                    }
+                }
+                Cow::Owned(s)
+            }
+        }
+    }
+
+    /// Evaluates a text getter: source, XML cleaning, trim, case, default,
+    /// table, length.
+    fn value(&self, g: &Getter, rec: &[&str], stats: &mut MapStats) -> Result<String, Fail> {
+        let raw = self.raw(&g.source, rec);
+        let (clean, removed) = rules::strip_forbidden(&raw);
+        stats.forbidden_chars_removed += removed;
+        let mut v: Cow<str> = if g.trim {
+            Cow::Borrowed(clean.trim())
+        } else {
+            Cow::Borrowed(&clean)
+        };
+        if let Some(c) = g.case {
+            v = Cow::Owned(rules::apply_case(&v, c));
+        }
+        if v.is_empty() {
+            if let Some(d) = &g.default {
+                v = Cow::Borrowed(d.as_str());
+            }
+        }
+        if let (Some(t), false) = (g.table, v.is_empty()) {
+            let table = &self.tables[t];
+            v = match table.map.get(v.as_ref()) {
+                Some(m) => Cow::Borrowed(m.as_str()),
+                None => {
+                    stats.unknown_code(&g.label, &v);
+                    match table.unknown {
+                        UnknownPolicy::Reject => {
+                            return Err(Fail::new(
+                                Reason::UnknownCode,
+                                g.label.as_str(),
+                                format!("code `{v}` is not in the profile's table for {}", g.label),
+                            ))
+                        }
+                        // Compiling checked the default exists.
+                        UnknownPolicy::Default => {
+                            Cow::Borrowed(table.default.as_deref().unwrap_or_default())
+                        }
+                        UnknownPolicy::Pass => v,
+                    }
+                }
+            };
+        }
+        let chars = v.chars().count();
+        if chars > g.max_chars {
+            if !g.truncate {
+                return Err(Fail::new(
+                    Reason::TooLong,
+                    g.label.as_str(),
+                    format!(
+                        "{} is {chars} characters long; Alma allows {}",
+                        g.label, g.max_chars
+                    ),
+                ));
+            }
+            *stats.truncated.entry(g.label.clone()).or_default() += 1;
+            let cut: String = v.chars().take(g.max_chars).collect();
+            v = Cow::Owned(cut.trim_end().to_string());
+        }
+        Ok(v.into_owned())
+    }
+
+    /// Evaluates a date getter: the source parsed with the formats, else
+    /// the user group's rule, else the default rule.
+    fn date(
+        &self,
+        g: &Getter,
+        rec: &[&str],
+        stats: &mut MapStats,
+        group: Option<&str>,
+        earlier: &[(UserField, NaiveDate)],
+    ) -> Result<Option<NaiveDate>, Fail> {
+        // Compiling gives every date getter a DateSpec.
+        let Some(spec) = &g.date else { return Ok(None) };
+        let raw = self.raw(&g.source, rec);
+        let (clean, removed) = rules::strip_forbidden(&raw);
+        stats.forbidden_chars_removed += removed;
+        let text = clean.trim();
+        if !text.is_empty() {
+            return rules::parse_date(text, &spec.formats)
+                .map(Some)
+                .ok_or_else(|| {
+                    Fail::new(
+                        Reason::InvalidDate,
+                        g.label.as_str(),
+                        format!(
+                            "{} does not match the date formats {} (or is before year 1000)",
+                            g.label,
+                            spec.formats.join(", ")
+                        ),
+                    )
+                });
+        }
+        let rule = group
+            .and_then(|grp| spec.by_group.iter().find(|(k, _)| k == grp).map(|(_, r)| r))
+            .or(spec.default.as_ref());
+        let lookup = |f: UserField| earlier.iter().find(|(e, _)| *e == f).map(|(_, d)| *d);
+        Ok(rule.and_then(|r| r.apply(self.as_of, lookup)))
+    }
+}
+
+/// The key an identifier value is compared by: trimmed and lower-cased.
+pub fn fold(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// Grants the preferred mark to the first present segment of a kind that
+/// asks for it, so a profile can declare a fallback order (school email,
+/// else personal) while Alma still sees at most one preferred.
+fn take_preferred(wanted: bool, taken: &mut bool) -> bool {
+    let grant = wanted && !*taken;
+    *taken |= grant;
+    grant
+}

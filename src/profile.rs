@@ -1,0 +1,405 @@
+//! The profile: a TOML file that says how one kind of extract maps to Alma.
+//!
+//! This module only *describes* the profile (serde types with their
+//! defaults) and loads it; [`crate::map::Mapper`] compiles it against an
+//! input header into something that can map records. Everything a campus
+//! script hard-codes (columns, code tables, date rules, which fields are
+//! mandatory) is expressed here so that no code change is needed when the
+//! SIS changes. `docs/profile.md` documents every key with a worked example.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// A whole profile file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// How the extract is laid out.
+    pub input: InputSpec,
+    /// Output naming.
+    #[serde(default)]
+    pub output: OutputSpec,
+    /// Run-wide rules: mandatory fields, the match identifier, identifier
+    /// comparison, date formats.
+    #[serde(default)]
+    pub rules: RulesSpec,
+    /// Single-valued user fields, keyed by Alma element name
+    /// (`primary_id`, `last_name`, `expiry_date`, ...).
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSpec>,
+    /// Address segments, in the order they are emitted.
+    #[serde(default)]
+    pub addresses: Vec<AddressSpec>,
+    /// Email segments, in the order they are emitted.
+    #[serde(default)]
+    pub emails: Vec<EmailSpec>,
+    /// Phone segments, in the order they are emitted.
+    #[serde(default)]
+    pub phones: Vec<PhoneSpec>,
+    /// Additional identifiers (barcode, university id, ...).
+    #[serde(default)]
+    pub identifiers: Vec<IdentifierSpec>,
+    /// User statistics.
+    #[serde(default)]
+    pub statistics: Vec<StatisticSpec>,
+    /// User notes.
+    #[serde(default)]
+    pub notes: Vec<NoteSpec>,
+    /// Value tables (SIS code → Alma code), referenced by name from fields.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableSpec>,
+}
+
+/// Input dialect of a delimited extract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Layout kind. Only `delimited` exists today.
+    #[serde(default)]
+    pub format: InputFormat,
+    /// Field delimiter: one ASCII character, or `tab`. By default `,`.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Quote character, or `none` to disable quoting. By default `"`.
+    #[serde(default = "default_quote")]
+    pub quote: String,
+    /// Whether the first row of each file holds the column names. By
+    /// default `true`.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Column names for files without a header row (`header = false`).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Encoding label. By default `utf-8` (a UTF-8 byte-order mark is
+    /// accepted and skipped).
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+/// Input layout kind.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// Delimiter-separated values (CSV, pipe, tab).
+    #[default]
+    Delimited,
+}
+
+/// Output naming.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Name prefix of zips (`<prefix>_001.zip`) and their XML entries
+    /// (`<prefix>_001_01.xml`). By default `alma_users`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            prefix: default_prefix(),
+        }
+    }
+}
+
+/// Run-wide rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSpec {
+    /// Fields without which a record is rejected. By default
+    /// `primary_id`, `last_name`, `user_group`, `expiry_date`.
+    #[serde(default = "default_mandatory")]
+    pub mandatory: Vec<String>,
+    /// The identifier Alma's integration profile matches on:
+    /// `primary_id` (the default) or an identifier `id_type`. Every user
+    /// written carries it.
+    #[serde(default = "default_match_id")]
+    pub match_id: String,
+    /// How identifier values are compared for uniqueness. By default
+    /// `insensitive`, Alma's rule since 2018.
+    #[serde(default)]
+    pub identifier_case: IdentifierCase,
+    /// Input date formats (chrono `strftime` syntax), tried in order. By
+    /// default `["%Y-%m-%d"]`. A field may override them.
+    #[serde(default = "default_date_formats")]
+    pub date_formats: Vec<String>,
+}
+
+impl Default for RulesSpec {
+    fn default() -> Self {
+        RulesSpec {
+            mandatory: default_mandatory(),
+            match_id: default_match_id(),
+            identifier_case: IdentifierCase::default(),
+            date_formats: default_date_formats(),
+        }
+    }
+}
+
+/// How identifier values are compared for uniqueness.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifierCase {
+    /// Every identifier compares case-insensitively after trimming.
+    #[default]
+    Insensitive,
+    /// Additional identifiers compare exactly with each other (Alma
+    /// institutions loaded before June 2018); primary ids, and any
+    /// primary-versus-additional comparison, stay case-insensitive.
+    Sensitive,
+}
+
+/// Where one value comes from and how it is cleaned.
+///
+/// Exactly one source key may be given: `column`, `value` (a constant),
+/// `template` (`"{Last}, {First}"`) or `first_of` (the first non-empty of
+/// several columns). Date fields may have no source and only a `default`
+/// rule.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Take the value from this column.
+    pub column: Option<String>,
+    /// A constant value.
+    pub value: Option<String>,
+    /// A template over column names in braces; empty when every column it
+    /// names is empty.
+    pub template: Option<String>,
+    /// The first non-empty of these columns.
+    pub first_of: Option<Vec<String>>,
+    /// Trim surrounding whitespace. By default `true`.
+    pub trim: Option<bool>,
+    /// Change letter case.
+    pub case: Option<CaseRule>,
+    /// Translate through this value table (see [`TableSpec`]).
+    pub table: Option<String>,
+    /// Cut a value longer than the schema allows instead of rejecting the
+    /// record (counted in the summary). By default `false`.
+    #[serde(default)]
+    pub truncate: bool,
+    /// Used when the source gives an empty value. For date fields this is
+    /// a date rule (`+6y`, `+180d`, `expiry_date+1y`, `2030-06-30`).
+    pub default: Option<String>,
+    /// Date fields only: input formats for this field, overriding
+    /// `rules.date_formats`.
+    pub formats: Option<Vec<String>>,
+    /// Date fields only: a date rule per (mapped) user group, used when the
+    /// source is empty and before `default`.
+    pub by_group: Option<BTreeMap<String, String>>,
+}
+
+/// Letter-case transform.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseRule {
+    /// UPPER CASE.
+    Upper,
+    /// lower case.
+    Lower,
+    /// Title Case (first letter of each word upper, rest lower).
+    Title,
+}
+
+/// A segment type code: a constant (`"home"`) or a value spec.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TypeSpec {
+    /// A constant code.
+    Code(String),
+    /// A code taken from the record.
+    Field(FieldSpec),
+}
+
+/// One address segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressSpec {
+    /// Address type codes (`home`, `work`, `school`, `alternative`).
+    pub types: Vec<TypeSpec>,
+    /// Mark preferred. Only the first present address marked preferred
+    /// keeps the mark, so a fallback order can be declared.
+    #[serde(default)]
+    pub preferred: bool,
+    /// Street line 1 (needed for the address to be emitted).
+    pub line1: Option<FieldSpec>,
+    /// Line 2.
+    pub line2: Option<FieldSpec>,
+    /// Line 3.
+    pub line3: Option<FieldSpec>,
+    /// Line 4.
+    pub line4: Option<FieldSpec>,
+    /// Line 5.
+    pub line5: Option<FieldSpec>,
+    /// City (needed for the address to be emitted).
+    pub city: Option<FieldSpec>,
+    /// State or province.
+    pub state_province: Option<FieldSpec>,
+    /// Postal code.
+    pub postal_code: Option<FieldSpec>,
+    /// Country code (ISO 3166 alpha-3, usually through a table).
+    pub country: Option<FieldSpec>,
+    /// Free-text note.
+    pub address_note: Option<FieldSpec>,
+    /// Start date (date rules apply).
+    pub start_date: Option<FieldSpec>,
+    /// End date (date rules apply).
+    pub end_date: Option<FieldSpec>,
+}
+
+/// One email segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// The address (needed for the email to be emitted).
+    pub address: FieldSpec,
+    /// Email type codes (`personal`, `work`, `school`, `alternative`).
+    pub types: Vec<TypeSpec>,
+    /// Mark preferred (first present one wins).
+    #[serde(default)]
+    pub preferred: bool,
+    /// Optional description.
+    pub description: Option<FieldSpec>,
+}
+
+/// One phone segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneSpec {
+    /// The number (needed for the phone to be emitted).
+    pub number: FieldSpec,
+    /// Phone type codes (`home`, `mobile`, `office`, ...).
+    pub types: Vec<TypeSpec>,
+    /// Mark preferred (first present one wins).
+    #[serde(default)]
+    pub preferred: bool,
+    /// Mark preferred for SMS (first present one wins).
+    #[serde(default)]
+    pub preferred_sms: bool,
+}
+
+/// One additional identifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierSpec {
+    /// Alma identifier type code (`BARCODE`, `UNIV_ID`, ...).
+    pub id_type: String,
+    /// Where the identifier value comes from.
+    pub value: FieldSpec,
+    /// Optional note.
+    pub note: Option<FieldSpec>,
+    /// Identifier status. By default `ACTIVE`.
+    #[serde(default = "default_active")]
+    pub status: String,
+}
+
+/// One user statistic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticSpec {
+    /// Statistic category code (needed for the statistic to be emitted).
+    pub category: FieldSpec,
+    /// Category type code.
+    pub category_type: Option<FieldSpec>,
+    /// Statistic note.
+    pub note: Option<FieldSpec>,
+}
+
+/// One user note.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteSpec {
+    /// Note type code (`REGISTAR`, `LIBRARY`, `OTHER`, ...).
+    pub note_type: String,
+    /// Note text (needed for the note to be emitted).
+    pub text: FieldSpec,
+    /// Whether the patron sees the note. By default `false`.
+    #[serde(default)]
+    pub user_viewable: bool,
+    /// Whether the note pops up at circulation. By default `false`.
+    #[serde(default)]
+    pub popup_note: bool,
+}
+
+/// A value table: SIS code → Alma code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// The translations. Keys are compared after the field's trim/case.
+    pub map: BTreeMap<String, String>,
+    /// Value for unknown codes under `unknown = "default"`.
+    pub default: Option<String>,
+    /// What to do with a code the table does not know. By default
+    /// `reject`. Unknown codes are counted in the summary in every case.
+    #[serde(default)]
+    pub unknown: UnknownPolicy,
+}
+
+/// What to do with a code a value table does not know.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownPolicy {
+    /// Reject the record (reason `unknown_code`).
+    #[default]
+    Reject,
+    /// Use the table's `default`.
+    Default,
+    /// Pass the code through unchanged.
+    Pass,
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_quote() -> String {
+    "\"".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_encoding() -> String {
+    "utf-8".into()
+}
+fn default_prefix() -> String {
+    "alma_users".into()
+}
+fn default_mandatory() -> Vec<String> {
+    ["primary_id", "last_name", "user_group", "expiry_date"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+fn default_match_id() -> String {
+    "primary_id".into()
+}
+fn default_date_formats() -> Vec<String> {
+    vec!["%Y-%m-%d".into()]
+}
+fn default_active() -> String {
+    "ACTIVE".into()
+}
+
+impl Profile {
+    /// Reads and parses a profile file. Semantic checks (known field
+    /// names, columns present, table references) happen when the profile
+    /// is compiled by [`crate::map::Mapper::new`].
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Profile {
+            path: path.to_path_buf(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Profile::parse(&text).map_err(|message| Error::Profile {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses profile text; the error is a human-readable message.
+    pub fn parse(text: &str) -> std::result::Result<Profile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,205 @@
+//! Reject reasons, run counters and the two report files.
+//!
+//! Every record read ends up either written or in `rejects.csv`; the
+//! counters here are what `summary.json` reports and what the run checks
+//! before it publishes anything (records read = written + rejected).
+//! Nothing here ever holds a name, email or address: rejects carry the
+//! primary id, the position and a reason.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Why a record was rejected. The codes are stable: schedulers and
+/// librarians' spreadsheets key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// The record has more or fewer fields than the header.
+    FieldCount,
+    /// A field the profile uses is not valid in the declared encoding.
+    InvalidEncoding,
+    /// A mandatory field is empty.
+    MissingField,
+    /// A date does not parse with the profile's formats or is out of range.
+    InvalidDate,
+    /// A value table does not know a code and its policy is `reject`.
+    UnknownCode,
+    /// A value is longer than the schema allows and may not be truncated.
+    TooLong,
+    /// An identifier is already used by an earlier record.
+    DuplicateId,
+    /// The identifier Alma's profile matches on is missing.
+    MissingMatchId,
+}
+
+impl Reason {
+    /// The stable reason code written to `rejects.csv` and `summary.json`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::FieldCount => "field_count",
+            Reason::InvalidEncoding => "invalid_encoding",
+            Reason::MissingField => "missing_field",
+            Reason::InvalidDate => "invalid_date",
+            Reason::UnknownCode => "unknown_code",
+            Reason::TooLong => "too_long",
+            Reason::DuplicateId => "duplicate_id",
+            Reason::MissingMatchId => "missing_match_id",
+        }
+    }
+}
+
+/// Why mapping one record failed: the reason, the profile field and a
+/// message a librarian understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    /// Reason code.
+    pub reason: Reason,
+    /// The profile field (`user_group`, `addresses[1].city`, ...).
+    pub field: String,
+    /// Human message, without personal data.
+    pub message: String,
+}
+
+impl Fail {
+    /// Builds a failure.
+    pub fn new(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Fail {
+        Fail {
+            reason,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One row of `rejects.csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Index of the input file.
+    pub file: u32,
+    /// Line where the record starts.
+    pub line: u64,
+    /// Record number across the run.
+    pub number: u64,
+    /// Primary id, when the record had one.
+    pub primary_id: String,
+    /// What went wrong.
+    pub fail: Fail,
+}
+
+/// Column names of `rejects.csv`.
+pub const REJECT_HEADER: [&str; 7] = [
+    "source_file",
+    "line",
+    "record",
+    "primary_id",
+    "reason",
+    "field",
+    "message",
+];
+
+/// Counters gathered while mapping records. They cover every record that
+/// was mapped, including records later rejected as duplicates, so a new
+/// code is noticed even when its record failed for another reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MapStats {
+    /// Segments not written because they were incomplete or empty, by kind
+    /// (`address_incomplete`, `identifier_empty`, ...).
+    pub dropped_segments: BTreeMap<String, u64>,
+    /// Codes a value table did not know, by field then code.
+    pub unknown_codes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Values cut to the schema's length, by field.
+    pub truncated: BTreeMap<String, u64>,
+    /// Characters XML 1.0 forbids, removed from values.
+    pub forbidden_chars_removed: u64,
+}
+
+impl MapStats {
+    /// Counts one dropped segment of `kind`.
+    pub fn drop_segment(&mut self, kind: &str) {
+        *self.dropped_segments.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Counts one unknown `code` seen in `field`.
+    pub fn unknown_code(&mut self, field: &str, code: &str) {
+        *self
+            .unknown_codes
+            .entry(field.to_string())
+            .or_default()
+            .entry(code.to_string())
+            .or_default() += 1;
+    }
+
+    /// Adds another shard's counters to these.
+    pub fn merge(&mut self, other: MapStats) {
+        for (k, v) in other.dropped_segments {
+            *self.dropped_segments.entry(k).or_default() += v;
+        }
+        for (f, codes) in other.unknown_codes {
+            let e = self.unknown_codes.entry(f).or_default();
+            for (c, n) in codes {
+                *e.entry(c).or_default() += n;
+            }
+        }
+        for (k, v) in other.truncated {
+            *self.truncated.entry(k).or_default() += v;
+        }
+        self.forbidden_chars_removed += other.forbidden_chars_removed;
+    }
+}
+
+/// One zip written by the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZipInfo {
+    /// File name inside the output directory.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// XML entry names, in stored order.
+    pub entries: Vec<String>,
+    /// Users in the zip.
+    pub users: u64,
+    /// SHA-256 of the zip, lower-case hex.
+    pub sha256: String,
+}
+
+/// One input file's share of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputInfo {
+    /// The path as given on the command line.
+    pub path: String,
+    /// Records read from it.
+    pub records: u64,
+}
+
+/// Everything `summary.json` holds. Deterministic: no clock, no thread
+/// count, maps sorted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The `--as-of` date every date rule used.
+    pub as_of: String,
+    /// The inputs in processing order.
+    pub inputs: Vec<InputInfo>,
+    /// Records read (all inputs).
+    pub records_read: u64,
+    /// Users written to the zips.
+    pub users_written: u64,
+    /// Records rejected (= rows of `rejects.csv`).
+    pub rejected: u64,
+    /// Rejected records by reason code.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rejected / read, in percent.
+    pub reject_rate_percent: f64,
+    /// The threshold above which the run exits with status 3.
+    pub reject_threshold_percent: f64,
+    /// Whether the threshold was exceeded.
+    pub reject_threshold_exceeded: bool,
+    /// Records rejected because an identifier was already taken.
+    pub duplicate_identifiers: u64,
+    /// Counters from mapping.
+    #[serde(flatten)]
+    pub map: MapStats,
+    /// Users written per user group (`(none)` when the user has none).
+    pub users_by_group: BTreeMap<String, u64>,
+    /// The zips, in name order.
+    pub zips: Vec<ZipInfo>,
+}
