@@ -305,6 +305,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
     let removed_stale = remove_stale_parts(&opts.out_dir, &prefix, summary.zips.len())?;
     for (tmp, name) in [(rejects_tmp, REJECTS_FILE), (summary_tmp, SUMMARY_FILE)] {
         let dest = opts.out_dir.join(name);
+        readable(tmp.as_file(), &dest)?;
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         published.push(dest);
     }
@@ -313,6 +314,21 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
         published,
         removed_stale,
     })
+}
+
+/// Gives a published file the usual 0644 mode: temporary files are
+/// created private, but an upload job running as another user must be
+/// able to read the package.
+fn readable(f: &std::fs::File, dest: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(dest, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (f, dest);
+    Ok(())
 }
 
 /// Empties a vector of borrowed fields so its allocation can be reused for

@@ -27,6 +27,8 @@ pub struct Owner {
 pub struct Conflict {
     /// `primary_id` or the identifier type that collided.
     pub id_type: String,
+    /// The colliding value, as this record has it.
+    pub value: String,
     /// The owner of the value.
     pub owner: Owner,
     /// The identifier type under which the owner holds it.
@@ -126,6 +128,7 @@ impl IdSet {
                 if let Some(&(owner, t)) = self.owners.get(k) {
                     return Err(Conflict {
                         id_type: id_type.to_string(),
+                        value: value.trim().to_string(),
                         owner,
                         owner_id_type: self.types[t as usize].clone(),
                     });

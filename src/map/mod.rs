@@ -147,7 +147,8 @@ pub struct Mapper {
 /// Compiles getters; collects the column indices they use.
 struct Compiler<'a> {
     columns: &'a [String],
-    index: HashMap<&'a str, usize>,
+    /// Column name → index; `None` when the header repeats the name.
+    index: HashMap<&'a str, Option<usize>>,
     used: Vec<bool>,
     table_index: HashMap<&'a str, usize>,
     date_formats: &'a [String],
@@ -156,10 +157,14 @@ struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     fn column(&mut self, label: &str, name: &str) -> Result<usize, String> {
         match self.index.get(name) {
-            Some(&i) => {
+            Some(&Some(i)) => {
                 self.used[i] = true;
                 Ok(i)
             }
+            Some(None) => Err(format!(
+                "{label}: column `{name}` appears more than once in the header, so it is \
+                 ambiguous; rename one of them or use `columns` with header = false"
+            )),
             None => Err(format!(
                 "{label}: column `{name}` is not in the extract's columns ({})",
                 self.columns.join(", ")
@@ -330,11 +335,9 @@ impl Mapper {
             table_names.push(name);
             tables.push(compile_table(name, t)?);
         }
-        let mut index = HashMap::new();
+        let mut index: HashMap<&str, Option<usize>> = HashMap::new();
         for (i, c) in columns.iter().enumerate() {
-            if index.insert(c.as_str(), i).is_some() {
-                return Err(format!("column `{c}` appears twice in the header"));
-            }
+            index.entry(c.as_str()).and_modify(|e| *e = None).or_insert(Some(i));
         }
         let mut cx = Compiler {
             columns,
