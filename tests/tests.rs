@@ -1,1 +1,13 @@
+//! The one integration-test binary: runs the real `patronload` executable.
 
+// Helpers: fresh directories, running the binary, reading zips, xmllint.
+mod util;
+
+// Flags, exit statuses, atomic publication.
+mod cli;
+// The bundled example end to end.
+mod example;
+// Generated extracts checked against the generator's ground truth.
+mod generated;
+// Profiles for the public peer samples in ../shared.
+mod peer;

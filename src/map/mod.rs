@@ -337,7 +337,10 @@ impl Mapper {
         }
         let mut index: HashMap<&str, Option<usize>> = HashMap::new();
         for (i, c) in columns.iter().enumerate() {
-            index.entry(c.as_str()).and_modify(|e| *e = None).or_insert(Some(i));
+            index
+                .entry(c.as_str())
+                .and_modify(|e| *e = None)
+                .or_insert(Some(i));
         }
         let mut cx = Compiler {
             columns,

@@ -1,0 +1,1 @@
+//! The bundled example: examples/students.csv with examples/students.toml.

@@ -1,0 +1,1 @@
+//! Generated extracts checked against the generator's ground truth.

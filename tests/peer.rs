@@ -1,0 +1,1 @@
+//! Profiles for the public peer samples in ../shared/reference.
