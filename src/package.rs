@@ -379,7 +379,8 @@ mod tests {
         assert_eq!(shape.len(), 3);
         assert_eq!(shape[0].0, "t_001.zip");
         assert_eq!(shape[0].1, ["t_001_01.xml", "t_001_02.xml"]);
-        assert_eq!(shape[2].1, ["t_003_01.xml", "t_003_02.xml"]);
+        // 14 users in files of 3 = 5 files; 2 files per zip = 2 + 2 + 1.
+        assert_eq!(shape[2].1, ["t_003_01.xml"]);
         assert_eq!(shape.iter().map(|s| s.2).sum::<u64>(), 14);
         assert_eq!(shape[2].2, 2);
     }

@@ -82,6 +82,10 @@ pub struct Extract<'a> {
     pub columns: Vec<String>,
     rdr: csv::Reader<&'a [u8]>,
     file: u32,
+    bytes: &'a [u8],
+    /// Newlines counted in `bytes[..counted_to]`.
+    newlines: u64,
+    counted_to: usize,
 }
 
 impl<'a> Extract<'a> {
@@ -126,7 +130,14 @@ impl<'a> Extract<'a> {
                 cols
             }
         };
-        Ok(Extract { columns, rdr, file })
+        Ok(Extract {
+            columns,
+            rdr,
+            file,
+            bytes,
+            newlines: 0,
+            counted_to: 0,
+        })
     }
 
     /// Reads the next record into `rec`, numbering it `number`. Returns
@@ -141,8 +152,31 @@ impl<'a> Extract<'a> {
         }
         rec.file = self.file;
         rec.number = number;
-        rec.line = rec.fields.position().map_or(0, |p| p.line());
+        let start = rec.fields.position().map_or(0, |p| p.byte() as usize);
+        rec.line = self.line_at(start);
         Ok(true)
+    }
+
+    /// The 1-based line of the first byte of a record starting at or
+    /// after `start`. We count newlines ourselves because the csv crate's
+    /// line numbers drift by one on CRLF files (it places a record's start
+    /// before the LF of the previous line's CRLF).
+    fn line_at(&mut self, start: usize) -> u64 {
+        let mut start = start.min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start < self.counted_to {
+            // Offsets only grow; guard anyway rather than count wrong.
+            self.newlines = 0;
+            self.counted_to = 0;
+        }
+        self.newlines += self.bytes[self.counted_to..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.counted_to = start;
+        self.newlines + 1
     }
 }
 
@@ -211,6 +245,21 @@ mod tests {
         // The quoted newline moved the next record down a line, and the
         // blank line is not a record.
         assert_eq!(recs[1], (5, 2, vec!["2".into(), "x,y".into()]));
+    }
+
+    #[test]
+    fn lf_and_crlf_give_the_same_line_numbers() {
+        let lf = b"h1,h2\n\n1,\"x\ny\"\n2,b\n\n\n3,c";
+        let crlf = b"h1,h2\r\n\r\n1,\"x\r\ny\"\r\n2,b\r\n\r\n\r\n3,c";
+        let lines = |b: &[u8]| {
+            read_all(b, &dialect(true))
+                .1
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(lf), [3, 5, 8]);
+        assert_eq!(lines(crlf), [3, 5, 8]);
     }
 
     #[test]

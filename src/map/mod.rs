@@ -939,3 +939,274 @@ fn take_preferred(wanted: bool, taken: &mut bool) -> bool {
     *taken |= grant;
     grant
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLS: &[&str] = &[
+        "ID", "LAST", "FIRST", "TYPE", "EXP", "BC", "MAIL", "ADDR", "CITY",
+    ];
+
+    fn mapper(extra: &str) -> Result<Mapper, String> {
+        let text = format!(
+            r#"
+[input]
+[fields]
+primary_id = {{ column = "ID" }}
+last_name = {{ column = "LAST" }}
+user_group = {{ column = "TYPE", table = "groups" }}
+expiry_date = {{ column = "EXP", by_group = {{ FACULTY = "+3y" }}, default = "+1y" }}
+purge_date = {{ default = "expiry_date+180d" }}
+{extra}
+[tables.groups]
+map = {{ UG = "UNDERGRAD", FAC = "FACULTY" }}
+unknown = "reject"
+"#
+        );
+        let p = Profile::parse(&text)?;
+        let cols: Vec<String> = COLS.iter().map(|s| s.to_string()).collect();
+        Mapper::new(&p, &cols, NaiveDate::from_ymd_opt(2026, 11, 24).unwrap())
+    }
+
+    fn row<'a>(vals: &[(&str, &'a str)]) -> Vec<&'a str> {
+        let mut r = vec![""; COLS.len()];
+        for (k, v) in vals {
+            r[COLS.iter().position(|c| c == k).unwrap()] = v;
+        }
+        r
+    }
+
+    fn base<'a>() -> Vec<(&'static str, &'a str)> {
+        vec![("ID", " S1 "), ("LAST", "Doe"), ("TYPE", "UG")]
+    }
+
+    #[test]
+    fn fields_dates_and_group_rules() {
+        let m = mapper("").unwrap();
+        let mut st = MapStats::default();
+        let u = m.map(&row(&base()), &mut st).unwrap();
+        assert_eq!(u.get(UserField::PrimaryId), Some("S1"));
+        assert_eq!(u.get(UserField::UserGroup), Some("UNDERGRAD"));
+        assert_eq!(u.get(UserField::ExpiryDate), Some("2027-11-24Z"));
+        assert_eq!(u.get(UserField::PurgeDate), Some("2028-05-22Z"));
+        let u = m
+            .map(
+                &row(&[("ID", "F1"), ("LAST", "X"), ("TYPE", "FAC")]),
+                &mut st,
+            )
+            .unwrap();
+        assert_eq!(u.get(UserField::ExpiryDate), Some("2029-11-24Z"));
+        let u = m
+            .map(
+                &row(&[
+                    ("ID", "F1"),
+                    ("LAST", "X"),
+                    ("TYPE", "FAC"),
+                    ("EXP", "2030-01-31"),
+                ]),
+                &mut st,
+            )
+            .unwrap();
+        assert_eq!(u.get(UserField::ExpiryDate), Some("2030-01-31Z"));
+        // Fields come out in schema order whatever the profile's order.
+        let order: Vec<UserField> = u.fields.iter().map(|(f, _)| *f).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn rejects_with_reason_and_field() {
+        let m = mapper("").unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r[1] = ("LAST", "  ");
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::MissingField, "last_name")
+        );
+        let mut r = base();
+        r[2] = ("TYPE", "ZZ");
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::UnknownCode, "user_group")
+        );
+        assert_eq!(st.unknown_codes["user_group"]["ZZ"], 1);
+        let mut r = base();
+        r.push(("EXP", "31/12/2027"));
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::InvalidDate, "expiry_date")
+        );
+        let long = "x".repeat(256);
+        let mut r = base();
+        r[1] = ("LAST", &long);
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!((f.reason, f.field.as_str()), (Reason::TooLong, "last_name"));
+    }
+
+    #[test]
+    fn truncation_when_allowed_is_counted() {
+        let m = mapper("first_name = { column = \"FIRST\", truncate = true }").unwrap();
+        let mut st = MapStats::default();
+        let long = "y".repeat(300);
+        let mut r = base();
+        r.push(("FIRST", &long));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.get(UserField::FirstName).unwrap().chars().count(), 255);
+        assert_eq!(st.truncated["first_name"], 1);
+    }
+
+    #[test]
+    fn table_policies_default_and_pass() {
+        let text = r#"
+[input]
+[rules]
+mandatory = []
+match_id = "BARCODE"
+[fields]
+campus_code = { column = "TYPE", case = "lower", table = "c" }
+gender = { column = "FIRST", table = "g" }
+[[identifiers]]
+id_type = "BARCODE"
+value = { column = "BC" }
+[tables.c]
+map = { ug = "MAIN" }
+default = "OTHER"
+unknown = "default"
+[tables.g]
+map = {}
+unknown = "pass"
+"#;
+        let p = Profile::parse(text).unwrap();
+        let cols: Vec<String> = COLS.iter().map(|s| s.to_string()).collect();
+        let m = Mapper::new(&p, &cols, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).unwrap();
+        let mut st = MapStats::default();
+        let u = m
+            .map(
+                &row(&[("TYPE", "GR"), ("FIRST", "F"), ("BC", "1")]),
+                &mut st,
+            )
+            .unwrap();
+        assert_eq!(u.get(UserField::CampusCode), Some("OTHER"));
+        assert_eq!(u.get(UserField::Gender), Some("F"));
+        assert_eq!(st.unknown_codes["campus_code"]["gr"], 1);
+        assert_eq!(st.unknown_codes["gender"]["F"], 1);
+        // The match identifier must be present.
+        let f = m.map(&row(&[("TYPE", "UG")]), &mut st).unwrap_err();
+        assert_eq!(f.reason, Reason::MissingMatchId);
+    }
+
+    #[test]
+    fn segments_incomplete_dropped_preferred_once_ids_distinct() {
+        let m = mapper(
+            r#"
+[[addresses]]
+types = ["home"]
+preferred = true
+line1 = { column = "ADDR" }
+city = { column = "CITY" }
+[[emails]]
+types = ["school"]
+preferred = true
+address = { column = "MAIL" }
+[[emails]]
+types = ["personal"]
+preferred = true
+address = { template = "{FIRST}@example.org" }
+[[identifiers]]
+id_type = "BARCODE"
+value = { column = "BC" }
+[[identifiers]]
+id_type = "UNIV_ID"
+value = { column = "ID", case = "lower" }
+"#,
+        )
+        .unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r.extend([
+            ("ADDR", "1 Road"),
+            ("MAIL", "a@x.edu"),
+            ("FIRST", "ann"),
+            ("BC", "b1"),
+        ]);
+        let u = m.map(&row(&r), &mut st).unwrap();
+        // Address without a city is dropped and counted.
+        assert!(u.addresses.is_empty());
+        assert_eq!(st.dropped_segments["address_incomplete"], 1);
+        // Both emails present: only the first keeps the preferred mark.
+        assert_eq!(
+            u.emails.iter().map(|e| e.preferred).collect::<Vec<_>>(),
+            [true, false]
+        );
+        // UNIV_ID equals the primary id (case-insensitively): dropped.
+        assert_eq!(u.identifiers.len(), 1);
+        assert_eq!(st.dropped_segments["identifier_repeated_in_user"], 1);
+        // With the school email missing, the personal one becomes preferred.
+        let mut r = base();
+        r.extend([("FIRST", "ann")]);
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.emails.len(), 1);
+        assert!(u.emails[0].preferred);
+        assert_eq!(u.emails[0].address, "ann@example.org");
+        assert_eq!(st.dropped_segments["identifier_empty"], 1);
+    }
+
+    #[test]
+    fn forbidden_characters_never_reach_the_user() {
+        let m = mapper("first_name = { column = \"FIRST\" }").unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r.push(("FIRST", "A\u{1}n\u{0}n"));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.get(UserField::FirstName), Some("Ann"));
+        assert_eq!(st.forbidden_chars_removed, 2);
+    }
+
+    #[test]
+    fn compile_errors_name_the_key() {
+        let e = mapper("nickname = { column = \"FIRST\" }").unwrap_err();
+        assert!(e.contains("nickname"), "{e}");
+        let e = mapper("first_name = { column = \"NOPE\" }").unwrap_err();
+        assert!(e.contains("NOPE"), "{e}");
+        let e = mapper("first_name = { column = \"FIRST\", value = \"x\" }").unwrap_err();
+        assert!(e.contains("only one"), "{e}");
+        let e = mapper("birth_date = { default = \"purge_date-20y\" }").unwrap_err();
+        assert!(e.contains("earlier date field"), "{e}");
+        let e =
+            mapper("first_name = { column = \"FIRST\", by_group = { A = \"+1y\" } }").unwrap_err();
+        assert!(e.contains("date fields only"), "{e}");
+        let e =
+            mapper("[[addresses]]\ntypes = [\"home\"]\nline1 = { column = \"ADDR\" }").unwrap_err();
+        assert!(e.contains("city"), "{e}");
+    }
+
+    #[test]
+    fn decode_checks_field_count_and_encoding_of_used_columns() {
+        let m = mapper("").unwrap();
+        let mut out = Vec::new();
+        let rec = csv::ByteRecord::from(vec!["a", "b"]);
+        assert_eq!(
+            m.decode(&rec, &mut out).unwrap_err().reason,
+            Reason::FieldCount
+        );
+        let mut fields: Vec<&[u8]> = vec![b""; COLS.len()];
+        fields[1] = b"D\xE9j\xE0";
+        let rec = csv::ByteRecord::from(fields.clone());
+        let f = m.decode(&rec, &mut out).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::InvalidEncoding, "LAST")
+        );
+        // A bad byte in a column the profile does not use is harmless.
+        fields[1] = b"ok";
+        fields[8] = b"\xFF";
+        let rec = csv::ByteRecord::from(fields);
+        m.decode(&rec, &mut out).unwrap();
+    }
+}
