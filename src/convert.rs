@@ -333,7 +333,7 @@ fn readable(f: &std::fs::File, dest: &Path) -> Result<()> {
 
 /// Empties a vector of borrowed fields so its allocation can be reused for
 /// the next record's borrows (in-place collect keeps the buffer).
-fn recycle<'a, 'b>(mut v: Vec<&'a str>) -> Vec<&'b str> {
+fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
     v.clear();
     v.into_iter().map(|_| "").collect()
 }

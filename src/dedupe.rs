@@ -53,11 +53,14 @@ enum Space {
     Exact,
 }
 
+/// A value as stored: its comparison space and its compared form.
+type Key = (Space, String);
+
 /// The set of identifier values claimed so far in a run.
 #[derive(Debug, Default)]
 pub struct IdSet {
     case: IdentifierCase,
-    owners: AHashMap<(Space, String), (Owner, u32)>,
+    owners: AHashMap<Key, (Owner, u32)>,
     /// Identifier type names, interned so entries stay small.
     types: Vec<String>,
 }
@@ -72,8 +75,9 @@ impl IdSet {
         }
     }
 
-    /// The (space, key) pairs a value is looked up under and inserted as.
-    fn keys(&self, value: &str, primary: bool) -> (Vec<(Space, String)>, Vec<(Space, String)>) {
+    /// The (space, key) pairs a value is looked up under, and those it is
+    /// inserted as.
+    fn keys(&self, value: &str, primary: bool) -> (Vec<Key>, Vec<Key>) {
         let folded = crate::map::fold(value);
         match (self.case, primary) {
             (IdentifierCase::Insensitive, _) => (

@@ -218,7 +218,10 @@ mod tests {
         .unwrap()
     }
 
-    fn read_all(bytes: &[u8], d: &Dialect) -> (Vec<String>, Vec<(u64, u64, Vec<String>)>) {
+    /// (line, record number, fields) of each record.
+    type Rows = Vec<(u64, u64, Vec<String>)>;
+
+    fn read_all(bytes: &[u8], d: &Dialect) -> (Vec<String>, Rows) {
         let mut x = Extract::open(Path::new("t.csv"), 0, bytes, d).unwrap();
         let mut rec = RawRecord::new();
         let mut out = vec![];
