@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use crate::dedupe::{IdSet, Owner};
+use crate::dedupe::{Conflict, IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::map::Mapper;
 use crate::package::{Limits, Packager};
@@ -165,33 +165,14 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
                 .decode(&rec.fields, &mut fields)
                 .and_then(|()| m.map(&fields, &mut stats))
                 .and_then(|user| {
-                    set.claim(
-                        &user,
-                        Owner {
-                            file: rec.file,
-                            line: rec.line,
-                        },
-                    )
-                    .map(|()| user)
-                    .map_err(|c| {
-                        let where_ = if c.owner.file == rec.file {
-                            format!("line {}", c.owner.line)
-                        } else {
-                            format!(
-                                "line {} of {}",
-                                c.owner.line,
-                                opts.inputs[c.owner.file as usize].display()
-                            )
-                        };
-                        Fail::new(
-                            Reason::DuplicateId,
-                            c.id_type.as_str(),
-                            format!(
-                                "{} value is already taken by the record at {where_} (as its {})",
-                                c.id_type, c.owner_id_type
-                            ),
-                        )
-                    })
+                    let owner = Owner {
+                        file: rec.file,
+                        line: rec.line,
+                    };
+                    match set.claim(&user, owner) {
+                        Ok(()) => Ok(user),
+                        Err(c) => Err(duplicate_fail(&c, rec.file, &opts.inputs)),
+                    }
                 });
             match result {
                 Ok(user) => {
@@ -204,11 +185,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
                     written += 1;
                 }
                 Err(fail) => {
-                    let primary_id = if fail.reason == Reason::FieldCount {
-                        String::new()
-                    } else {
-                        primary_id_of(m, &fields)
-                    };
+                    let primary_id = m.report_id(&rec.fields);
                     let r = Reject {
                         file: rec.file,
                         line: rec.line,
@@ -338,12 +315,27 @@ fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
     v.into_iter().map(|_| "").collect()
 }
 
-/// The primary id of a rejected record, for the report: the raw value of
-/// the column the profile maps to `primary_id`, when it is a plain column.
-fn primary_id_of(m: &Mapper, fields: &[&str]) -> String {
-    m.primary_id_raw(fields)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// The reject for a record that lost an identifier to an earlier one,
+/// worded like Alma's own "Identifier of type … is already taken".
+fn duplicate_fail(c: &Conflict, file: u32, inputs: &[PathBuf]) -> Fail {
+    let at = if c.owner.file == file {
+        format!("line {}", c.owner.line)
+    } else {
+        format!(
+            "line {} of {}",
+            c.owner.line,
+            inputs[c.owner.file as usize].display()
+        )
+    };
+    Fail::new(
+        Reason::DuplicateId,
+        c.id_type.as_str(),
+        format!(
+            "identifier of type {} and value {} is already taken by the record at {at} \
+             (as its {})",
+            c.id_type, c.value, c.owner_id_type
+        ),
+    )
 }
 
 fn write_reject<W: Write>(w: &mut csv::Writer<W>, path: &str, r: &Reject) -> csv::Result<()> {

@@ -21,7 +21,7 @@
 pub mod convert;
 pub mod dedupe;
 pub mod error;
-// pub mod gen;
+pub mod gen;
 pub mod map;
 pub mod model;
 pub mod package;

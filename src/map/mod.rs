@@ -535,18 +535,25 @@ impl Mapper {
         &self.columns
     }
 
-    /// The primary id of a record as it stands in the extract (before case
-    /// rules and tables), for reports about records that were not mapped.
-    /// `None` when the record was not fully decoded.
-    pub fn primary_id_raw<'r>(&'r self, rec: &[&'r str]) -> Option<Cow<'r, str>> {
-        if rec.len() != self.columns.len() {
-            return None;
-        }
-        let (_, g) = self
-            .fields
-            .iter()
-            .find(|(f, _)| *f == UserField::PrimaryId)?;
-        Some(self.raw(&g.source, rec))
+    /// The primary id of a record as it stands in the extract (trimmed,
+    /// before case rules and tables), for the reject report. Works on
+    /// records that could not be mapped, even ragged ones when the id is a
+    /// plain column they still have; empty when it cannot be known.
+    pub fn report_id(&self, rec: &csv::ByteRecord) -> String {
+        let Some((_, g)) = self.fields.iter().find(|(f, _)| *f == UserField::PrimaryId) else {
+            return String::new();
+        };
+        let lossy = |i: usize| rec.get(i).map(String::from_utf8_lossy).unwrap_or_default();
+        let raw = match &g.source {
+            Source::Column(i) => lossy(*i),
+            _ if rec.len() == self.columns.len() => {
+                let owned: Vec<Cow<str>> = (0..rec.len()).map(lossy).collect();
+                let fields: Vec<&str> = owned.iter().map(|c| c.as_ref()).collect();
+                Cow::Owned(self.raw(&g.source, &fields).into_owned())
+            }
+            _ => Cow::Borrowed(""),
+        };
+        rules::strip_forbidden(raw.trim()).0.into_owned()
     }
 
     /// How identifiers compare for uniqueness.

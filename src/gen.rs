@@ -1,0 +1,936 @@
+//! Synthetic SIS extracts with known defects, for tests and benchmarks.
+//!
+//! Real student and staff extracts cannot leave the institution, yet the
+//! converter has to be tested and measured on large files that contain every
+//! kind of record it must reject or handle specially: duplicate identifiers
+//! (including the "chain" case where a rejected record must not block a later
+//! one), missing mandatory fields, unknown codes, bad dates, ragged rows,
+//! quoted commas and quoted newlines. [`generate`] writes such an extract,
+//! entirely made up, together with a ground-truth CSV that says what the
+//! converter is expected to do with every record, so tests can compare
+//! outcomes record by record and benchmarks can use millions of rows.
+//!
+//! Output is a pure function of [`GenOptions`]: the same options give
+//! byte-identical files on any machine (a seeded ChaCha8 generator, integer
+//! ranges of fixed width, no clock and no thread-local randomness).
+//!
+//! # Extract
+//!
+//! UTF-8, LF line ends, comma delimiter, `"` quoting where needed, with the
+//! header [`HEADER`]. Normal records have a unique `EMPLID` (`S0001234`,
+//! derived from the record number) and a unique 14-digit `BARCODE`.
+//!
+//! # Truth file
+//!
+//! Header [`TRUTH_HEADER`], one row per extract record in order:
+//!
+//! * `line`: 1-based physical line where the record starts (the header is
+//!   line 1; a record with a quoted newline spans two lines);
+//! * `record`: 1-based record number, header excluded;
+//! * `primary_id`: the `EMPLID` as written (may be empty);
+//! * `outcome`: `written` or `rejected`;
+//! * `reason`: the expected reject reason code, empty when written;
+//! * `kind`: `normal`, `self_barcode` (barcode equals the record's own
+//!   EMPLID; written, the converter drops that identifier),
+//!   `unknown_campus` (written, the code is counted), `multiline` (an
+//!   `ADDR2` with a quoted newline; written), or one of the defect kinds
+//!   `dup_primary`, `dup_barcode`, `chain` (written), `missing_last`,
+//!   `missing_id`, `unknown_group`, `bad_date`, `ragged`.
+
+use std::io::{self, BufWriter, Write};
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The extract's header row, in column order.
+pub const HEADER: [&str; 20] = [
+    "EMPLID",
+    "BARCODE",
+    "LAST_NAME",
+    "FIRST_NAME",
+    "MIDDLE_NAME",
+    "PREF_FIRST_NAME",
+    "PATRON_TYPE",
+    "CAMPUS",
+    "EMAIL",
+    "ALT_EMAIL",
+    "PHONE",
+    "ADDR1",
+    "ADDR2",
+    "CITY",
+    "STATE",
+    "POSTAL",
+    "COUNTRY",
+    "BIRTH_DATE",
+    "EXPIRY_DATE",
+    "DEPT",
+];
+
+/// The truth file's header row, in column order.
+pub const TRUTH_HEADER: [&str; 6] = ["line", "record", "primary_id", "outcome", "reason", "kind"];
+
+/// How many trailing fields a `ragged` record lacks.
+const RAGGED_DROP: usize = 3;
+
+/// Records at the start that are always plain `normal`, so duplicates have
+/// something to copy.
+const LEAD_NORMAL: u64 = 10;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenOptions {
+    /// Number of extract records (header excluded).
+    pub rows: u64,
+    /// Seed of the random generator; same seed and options, same bytes.
+    pub seed: u64,
+    /// Fraction of records that duplicate an identifier of an earlier
+    /// written record (`dup_primary`, `dup_barcode`, and some `chain`).
+    pub dup_rate: f64,
+    /// Fraction of records with one malformed or rejectable defect
+    /// (`missing_last`, `missing_id`, `unknown_group`, `bad_date`, `ragged`).
+    pub bad_rate: f64,
+}
+
+impl Default for GenOptions {
+    /// 300 rows, seed 1, 3% duplicates and 3% bad records.
+    fn default() -> Self {
+        GenOptions {
+            rows: 300,
+            seed: 1,
+            dup_rate: 0.03,
+            bad_rate: 0.03,
+        }
+    }
+}
+
+/// Counts of what [`generate`] wrote, as the truth file has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenStats {
+    /// Extract records written (header excluded).
+    pub rows: u64,
+    /// Records the converter is expected to write as users.
+    pub expected_written: u64,
+    /// Records the converter is expected to reject.
+    pub expected_rejected: u64,
+}
+
+/// The kind of one generated record; its name is the truth file's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    SelfBarcode,
+    UnknownCampus,
+    Multiline,
+    DupPrimary,
+    DupBarcode,
+    Chain,
+    MissingLast,
+    MissingId,
+    UnknownGroup,
+    BadDate,
+    Ragged,
+}
+
+impl Kind {
+    /// The five `bad_rate` kinds, picked uniformly.
+    const BAD: [Kind; 5] = [
+        Kind::MissingLast,
+        Kind::MissingId,
+        Kind::UnknownGroup,
+        Kind::BadDate,
+        Kind::Ragged,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Normal => "normal",
+            Kind::SelfBarcode => "self_barcode",
+            Kind::UnknownCampus => "unknown_campus",
+            Kind::Multiline => "multiline",
+            Kind::DupPrimary => "dup_primary",
+            Kind::DupBarcode => "dup_barcode",
+            Kind::Chain => "chain",
+            Kind::MissingLast => "missing_last",
+            Kind::MissingId => "missing_id",
+            Kind::UnknownGroup => "unknown_group",
+            Kind::BadDate => "bad_date",
+            Kind::Ragged => "ragged",
+        }
+    }
+
+    /// The expected reject reason code, or `None` when the record is written.
+    fn reason(self) -> Option<&'static str> {
+        match self {
+            Kind::Normal
+            | Kind::SelfBarcode
+            | Kind::UnknownCampus
+            | Kind::Multiline
+            | Kind::Chain => None,
+            Kind::DupPrimary | Kind::DupBarcode => Some("duplicate_id"),
+            Kind::MissingLast | Kind::MissingId => Some("missing_field"),
+            Kind::UnknownGroup => Some("unknown_code"),
+            Kind::BadDate => Some("invalid_date"),
+            Kind::Ragged => Some("field_count"),
+        }
+    }
+}
+
+/// A name as shown, and its ASCII form for email addresses.
+type Name = (&'static str, &'static str);
+
+const FIRST: &[Name] = &[
+    ("Alden", "alden"),
+    ("Brisa", "brisa"),
+    ("Calder", "calder"),
+    ("Delia", "delia"),
+    ("Emrys", "emrys"),
+    ("Fenna", "fenna"),
+    ("Gideon", "gideon"),
+    ("Halle", "halle"),
+    ("Ilsa", "ilsa"),
+    ("Jorah", "jorah"),
+    ("Kestrel", "kestrel"),
+    ("Liora", "liora"),
+    ("Marek", "marek"),
+    ("Nadia", "nadia"),
+    ("Orrin", "orrin"),
+    ("Petra", "petra"),
+    ("Quill", "quill"),
+    ("Rosalind", "rosalind"),
+    ("Soren", "soren"),
+    ("Talia", "talia"),
+    ("Ulric", "ulric"),
+    ("Vesna", "vesna"),
+    ("Wren", "wren"),
+    ("Xavi", "xavi"),
+    ("Yara", "yara"),
+    ("Zoë", "zoe"),
+    ("José", "jose"),
+    ("Siobhán", "siobhan"),
+    ("Anh", "anh"),
+    ("Mei-Lin", "mei-lin"),
+];
+
+const LAST: &[Name] = &[
+    ("Ashdown", "ashdown"),
+    ("Brackley", "brackley"),
+    ("Corvell", "corvell"),
+    ("Dunmore", "dunmore"),
+    ("Eastwick", "eastwick"),
+    ("Fairholt", "fairholt"),
+    ("Garrow", "garrow"),
+    ("Hollins", "hollins"),
+    ("Ingleby", "ingleby"),
+    ("Jessup", "jessup"),
+    ("Kettering", "kettering"),
+    ("Lindqvist", "lindqvist"),
+    ("Marchbank", "marchbank"),
+    ("Northcott", "northcott"),
+    ("O'Daly", "odaly"),
+    ("Pemberton", "pemberton"),
+    ("Quayle", "quayle"),
+    ("Ravensworth", "ravensworth"),
+    ("Stroud", "stroud"),
+    ("Thistlewood", "thistlewood"),
+    ("Underhill", "underhill"),
+    ("Vance-Ortiz", "vance-ortiz"),
+    ("Whitlock", "whitlock"),
+    ("Yardley", "yardley"),
+    ("Zeller", "zeller"),
+    ("Núñez", "nunez"),
+    ("Øster", "oster"),
+    ("Van der Berg", "vanderberg"),
+    ("Mac an tSaoi", "macantsaoi"),
+    ("Tran", "tran"),
+];
+
+const STREETS: &[&str] = &[
+    "Alder",
+    "Birchwood",
+    "Cobble Hill",
+    "Drover",
+    "Elmstead",
+    "Foundry",
+    "Glasshouse",
+    "Harrow",
+    "Juniper",
+    "Kiln",
+    "Lantern",
+    "Millrace",
+    "Orchard",
+    "Quarry",
+    "Saltmarsh",
+    "Tanner",
+];
+
+const STREET_SUFFIXES: &[&str] = &["Street", "Road", "Lane", "Avenue", "Way", "Court"];
+
+const HALLS: &[&str] = &["Hall A", "Hall B", "Hall C", "North Tower", "West Court"];
+
+const CITIES: &[&str] = &[
+    "Ashford Falls",
+    "Bramble Bay",
+    "Cedar Hollow",
+    "Dunmere",
+    "Eastbrook",
+    "Fallowfield",
+    "Greystone",
+    "Harrowgate",
+    "Ironvale",
+    "Larkspur",
+];
+
+const STATES: &[&str] = &["NY", "CA", "TX", "MA", "OH", "WA", "ON", "BC", "IL", "PA"];
+
+/// `(value, weight)`; the empty country is "occasionally empty".
+const COUNTRIES: &[(&str, u32)] = &[("US", 55), ("USA", 20), ("CA", 10), ("GB", 10), ("", 5)];
+
+const PATRON_TYPES: &[(&str, u32)] = &[("UG", 62), ("GR", 20), ("FAC", 8), ("STF", 10)];
+
+const CAMPUSES: &[(&str, u32)] = &[("M", 70), ("D", 30)];
+
+const UNKNOWN_CAMPUSES: &[&str] = &["Z", "Q", "NORTH"];
+
+const DEPTS: &[&str] = &[
+    "HIST", "PHYS", "MATH", "CHEM", "ENGL", "BIOL", "ECON", "MUSC",
+];
+
+const ADDR2: &[&str] = &[
+    "Apt 4B",
+    "Suite 200",
+    "Unit 7",
+    "Floor 3",
+    "c/o Porter's Lodge",
+];
+
+const MULTILINE_ADDR2: &[&str] = &[
+    "Flat 3\nBack door",
+    "Unit 12\nRing twice",
+    "Room 5\nc/o Front desk",
+];
+
+/// Values no date format accepts.
+const BAD_DATES: &[&str] = &[
+    "2027-13-45",
+    "not a date",
+    "2028-02-30",
+    "2029-00-12",
+    "13/45/2027",
+];
+
+/// Reusable per-record buffers, so generating a record does not allocate.
+#[derive(Default)]
+struct Scratch {
+    emplid: Vec<u8>,
+    barcode: Vec<u8>,
+    email: Vec<u8>,
+    alt_email: Vec<u8>,
+    phone: Vec<u8>,
+    addr1: Vec<u8>,
+    postal: Vec<u8>,
+    birth: Vec<u8>,
+    expiry: Vec<u8>,
+    truth: Vec<u8>,
+}
+
+/// Writes a synthetic extract to `extract` and its ground truth to `truth`.
+///
+/// Both writers are buffered internally; pass a plain `File` or `Stdout`.
+/// Fails with [`io::ErrorKind::InvalidInput`] when a rate is not within
+/// `0..=1` or the two rates add up to more than 1, and with the writers'
+/// errors otherwise.
+pub fn generate<W1: Write, W2: Write>(
+    opts: &GenOptions,
+    extract: W1,
+    truth: W2,
+) -> io::Result<GenStats> {
+    let rate_ok = |r: f64| r.is_finite() && (0.0..=1.0).contains(&r);
+    if !rate_ok(opts.dup_rate) || !rate_ok(opts.bad_rate) || opts.dup_rate + opts.bad_rate > 1.0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "dup_rate ({}) and bad_rate ({}) must be within 0..=1 and add up to at most 1",
+                opts.dup_rate, opts.bad_rate
+            ),
+        ));
+    }
+
+    // The csv writer buffers itself (wrapping it in a BufWriter would only
+    // copy twice); the truth file is written by hand through a BufWriter.
+    let mut out = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .buffer_capacity(1 << 16)
+        .from_writer(extract);
+    let mut truth = BufWriter::with_capacity(1 << 16, truth);
+    out.write_record(HEADER)?;
+    truth.write_all(TRUTH_HEADER.join(",").as_bytes())?;
+    truth.write_all(b"\n")?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut s = Scratch::default();
+    // (emplid number, barcode number) of records whose outcome is written,
+    // except self_barcode ones (their barcode is dropped by the converter).
+    let mut written: Vec<(u64, u64)> = Vec::new();
+    // Barcode numbers of rejected dup_primary records not yet reused by a
+    // chain record (each may be reused once: a second reuse would collide
+    // with the first, written, chain record).
+    let mut chainable: Vec<u64> = Vec::new();
+    let mut stats = GenStats::default();
+    let mut line: u64 = 2;
+
+    for rec in 1..=opts.rows {
+        let kind = pick_kind(&mut rng, opts, rec, &written, &chainable);
+
+        // Identifiers.
+        s.emplid.clear();
+        s.barcode.clear();
+        let mut own = (rec, rec);
+        match kind {
+            Kind::MissingId => {}
+            Kind::DupPrimary => {
+                let (e, _) = written[pick_index(&mut rng, written.len())];
+                push_emplid(&mut s.emplid, e, true);
+            }
+            _ => push_emplid(&mut s.emplid, rec, false),
+        }
+        match kind {
+            Kind::SelfBarcode => s.barcode.extend_from_slice(&s.emplid),
+            Kind::DupBarcode => {
+                let (_, b) = written[pick_index(&mut rng, written.len())];
+                push_barcode(&mut s.barcode, b);
+            }
+            Kind::Chain => {
+                let b = chainable.swap_remove(pick_index(&mut rng, chainable.len()));
+                own.1 = b;
+                push_barcode(&mut s.barcode, b);
+            }
+            _ => push_barcode(&mut s.barcode, rec),
+        }
+
+        // Names.
+        let first = pick(&mut rng, FIRST);
+        let last = pick(&mut rng, LAST);
+        let last_name = if kind == Kind::MissingLast {
+            ""
+        } else {
+            last.0
+        };
+        let middle = if rng.random_ratio(3, 10) {
+            if rng.random_bool(0.5) {
+                pick(&mut rng, FIRST).0
+            } else {
+                pick(&mut rng, &["A.", "J.", "M.", "R.", "T."])
+            }
+        } else {
+            ""
+        };
+        let pref = if rng.random_ratio(1, 10) {
+            pick(&mut rng, FIRST).0
+        } else {
+            ""
+        };
+
+        // Codes.
+        let patron_type = if kind == Kind::UnknownGroup {
+            "XX"
+        } else {
+            pick_weighted(&mut rng, PATRON_TYPES)
+        };
+        let campus = if kind == Kind::UnknownCampus {
+            pick(&mut rng, UNKNOWN_CAMPUSES)
+        } else {
+            pick_weighted(&mut rng, CAMPUSES)
+        };
+
+        // Contact details.
+        s.email.clear();
+        if rng.random_ratio(95, 100) {
+            push_email(
+                &mut s.email,
+                first.1,
+                b".",
+                last.1,
+                &mut rng,
+                b"example.edu",
+            );
+        }
+        s.alt_email.clear();
+        if rng.random_ratio(2, 5) {
+            push_email(
+                &mut s.alt_email,
+                first.1,
+                b"_",
+                last.1,
+                &mut rng,
+                b"mail.example.com",
+            );
+        }
+        s.phone.clear();
+        if rng.random_ratio(4, 5) {
+            s.phone.extend_from_slice(b"+1 555 0");
+            push_num(&mut s.phone, rng.random_range(10..20u32).into(), 2);
+            s.phone.push(b' ');
+            push_num(&mut s.phone, rng.random_range(0..10_000u32).into(), 4);
+        }
+
+        // Address: all of it or none, multiline records always have one.
+        s.addr1.clear();
+        s.postal.clear();
+        let (mut addr2, mut city, mut state, mut country) = ("", "", "", "");
+        if kind == Kind::Multiline || rng.random_ratio(95, 100) {
+            if rng.random_ratio(3, 20) {
+                // A comma inside the field: must be quoted.
+                s.addr1.extend_from_slice(pick(&mut rng, HALLS).as_bytes());
+                s.addr1.extend_from_slice(b", Room ");
+                push_num(&mut s.addr1, rng.random_range(1..400u32).into(), 1);
+            } else {
+                push_num(&mut s.addr1, rng.random_range(1..2000u32).into(), 1);
+                s.addr1.push(b' ');
+                s.addr1
+                    .extend_from_slice(pick(&mut rng, STREETS).as_bytes());
+                s.addr1.push(b' ');
+                s.addr1
+                    .extend_from_slice(pick(&mut rng, STREET_SUFFIXES).as_bytes());
+            }
+            if kind == Kind::Multiline {
+                addr2 = pick(&mut rng, MULTILINE_ADDR2);
+            } else if rng.random_ratio(3, 20) {
+                addr2 = pick(&mut rng, ADDR2);
+            }
+            city = pick(&mut rng, CITIES);
+            state = pick(&mut rng, STATES);
+            push_num(&mut s.postal, rng.random_range(1001..99_951u32).into(), 5);
+            country = pick_weighted(&mut rng, COUNTRIES);
+        }
+
+        // Dates.
+        s.birth.clear();
+        if rng.random_ratio(7, 10) {
+            let us = rng.random_bool(0.5);
+            push_date(&mut s.birth, &mut rng, 1950, 2006, us);
+        }
+        s.expiry.clear();
+        if kind == Kind::BadDate {
+            s.expiry
+                .extend_from_slice(pick(&mut rng, BAD_DATES).as_bytes());
+        } else if rng.random_bool(0.5) {
+            push_date(&mut s.expiry, &mut rng, 2027, 2030, false);
+        }
+        let dept = if rng.random_ratio(9, 10) {
+            pick(&mut rng, DEPTS)
+        } else {
+            ""
+        };
+
+        let fields: [&[u8]; 20] = [
+            &s.emplid,
+            &s.barcode,
+            last_name.as_bytes(),
+            first.0.as_bytes(),
+            middle.as_bytes(),
+            pref.as_bytes(),
+            patron_type.as_bytes(),
+            campus.as_bytes(),
+            &s.email,
+            &s.alt_email,
+            &s.phone,
+            &s.addr1,
+            addr2.as_bytes(),
+            city.as_bytes(),
+            state.as_bytes(),
+            &s.postal,
+            country.as_bytes(),
+            &s.birth,
+            &s.expiry,
+            dept.as_bytes(),
+        ];
+        let n = if kind == Kind::Ragged {
+            fields.len() - RAGGED_DROP
+        } else {
+            fields.len()
+        };
+        out.write_record(&fields[..n])?;
+
+        // Truth.
+        let t = &mut s.truth;
+        t.clear();
+        push_num(t, line, 1);
+        t.push(b',');
+        push_num(t, rec, 1);
+        t.push(b',');
+        t.extend_from_slice(&s.emplid);
+        match kind.reason() {
+            None => {
+                t.extend_from_slice(b",written,,");
+                stats.expected_written += 1;
+                if kind != Kind::SelfBarcode {
+                    written.push(own);
+                }
+            }
+            Some(reason) => {
+                t.extend_from_slice(b",rejected,");
+                t.extend_from_slice(reason.as_bytes());
+                t.push(b',');
+                stats.expected_rejected += 1;
+                if kind == Kind::DupPrimary {
+                    chainable.push(rec);
+                }
+            }
+        }
+        t.extend_from_slice(kind.name().as_bytes());
+        t.push(b'\n');
+        truth.write_all(t)?;
+
+        stats.rows += 1;
+        line += 1 + fields[..n]
+            .iter()
+            .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+            .sum::<u64>();
+    }
+
+    out.flush()?;
+    truth.flush()?;
+    Ok(stats)
+}
+
+/// Chooses the kind of record `rec`.
+fn pick_kind(
+    rng: &mut ChaCha8Rng,
+    opts: &GenOptions,
+    rec: u64,
+    written: &[(u64, u64)],
+    chainable: &[u64],
+) -> Kind {
+    if rec <= LEAD_NORMAL {
+        return Kind::Normal;
+    }
+    let u: f64 = rng.random();
+    if u < opts.dup_rate {
+        if !chainable.is_empty() && rng.random_ratio(1, 5) {
+            return Kind::Chain;
+        }
+        // `written` is never empty after the lead records, but be safe.
+        if !written.is_empty() {
+            return if rng.random_bool(0.5) {
+                Kind::DupPrimary
+            } else {
+                Kind::DupBarcode
+            };
+        }
+        return Kind::Normal;
+    }
+    if u < opts.dup_rate + opts.bad_rate {
+        return pick(rng, &Kind::BAD);
+    }
+    match rng.random_range(0..1000u32) {
+        0..=4 => Kind::SelfBarcode,
+        5..=14 => Kind::UnknownCampus,
+        15..=19 => Kind::Multiline,
+        _ => Kind::Normal,
+    }
+}
+
+/// A uniform index below `len` (> 0), drawn as `u64` so the stream does
+/// not depend on the width of `usize`.
+fn pick_index(rng: &mut ChaCha8Rng, len: usize) -> usize {
+    rng.random_range(0..len as u64) as usize
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
+    items[pick_index(rng, items.len())]
+}
+
+fn pick_weighted(rng: &mut ChaCha8Rng, items: &[(&'static str, u32)]) -> &'static str {
+    let total: u32 = items.iter().map(|&(_, w)| w).sum();
+    let mut x = rng.random_range(0..total);
+    for &(v, w) in items {
+        if x < w {
+            return v;
+        }
+        x -= w;
+    }
+    unreachable!("x < total")
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_num(buf: &mut Vec<u8>, mut n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(len)));
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// `S0001234` (or `s0001234`, the same id in another case).
+fn push_emplid(buf: &mut Vec<u8>, n: u64, lower: bool) {
+    buf.push(if lower { b's' } else { b'S' });
+    push_num(buf, n, 7);
+}
+
+/// `21234` and nine digits: 14 digits for the first billion numbers.
+fn push_barcode(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(b"21234");
+    push_num(buf, n, 9);
+}
+
+fn push_email(
+    buf: &mut Vec<u8>,
+    first: &str,
+    sep: &[u8],
+    last: &str,
+    rng: &mut ChaCha8Rng,
+    domain: &[u8],
+) {
+    buf.extend_from_slice(first.as_bytes());
+    buf.extend_from_slice(sep);
+    buf.extend_from_slice(last.as_bytes());
+    push_num(buf, rng.random_range(1..1000u32).into(), 1);
+    buf.push(b'@');
+    buf.extend_from_slice(domain);
+}
+
+/// A valid date with a year in `from..=to`, as `YYYY-MM-DD` or, when `us`,
+/// `MM/DD/YYYY`.
+fn push_date(buf: &mut Vec<u8>, rng: &mut ChaCha8Rng, from: u32, to: u32, us: bool) {
+    let y = rng.random_range(from..=to);
+    let m = rng.random_range(1..=12u32);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days: u32 = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    let d = rng.random_range(1..=days);
+    if us {
+        push_num(buf, m.into(), 2);
+        buf.push(b'/');
+        push_num(buf, d.into(), 2);
+        buf.push(b'/');
+        push_num(buf, y.into(), 4);
+    } else {
+        push_num(buf, y.into(), 4);
+        buf.push(b'-');
+        push_num(buf, m.into(), 2);
+        buf.push(b'-');
+        push_num(buf, d.into(), 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    fn gen(opts: &GenOptions) -> (Vec<u8>, Vec<u8>, GenStats) {
+        let (mut e, mut t) = (Vec::new(), Vec::new());
+        let stats = generate(opts, &mut e, &mut t).unwrap();
+        (e, t, stats)
+    }
+
+    fn opts(rows: u64, seed: u64, rate: f64) -> GenOptions {
+        GenOptions {
+            rows,
+            seed,
+            dup_rate: rate,
+            bad_rate: rate,
+        }
+    }
+
+    /// The truth file's rows as string records, header checked and dropped.
+    fn truth_rows(t: &[u8]) -> Vec<csv::StringRecord> {
+        let mut r = csv::Reader::from_reader(t);
+        assert_eq!(r.headers().unwrap(), &TRUTH_HEADER[..]);
+        r.records().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let o = opts(2000, 42, 0.05);
+        let a = gen(&o);
+        let b = gen(&o);
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1, b.1);
+        assert_eq!(a.2, b.2);
+    }
+
+    #[test]
+    fn different_seed_different_bytes() {
+        let a = gen(&opts(2000, 1, 0.05));
+        let b = gen(&opts(2000, 2, 0.05));
+        assert_ne!(a.0, b.0);
+    }
+
+    #[test]
+    fn counts_add_up() {
+        for rows in [0, 1, 10, 11, 3000] {
+            let (e, t, stats) = gen(&opts(rows, 7, 0.1));
+            let truth = truth_rows(&t);
+            assert_eq!(truth.len() as u64, rows);
+            assert_eq!(stats.rows, rows);
+            assert_eq!(stats.expected_written + stats.expected_rejected, rows);
+            let written = truth.iter().filter(|r| &r[3] == "written").count() as u64;
+            assert_eq!(written, stats.expected_written);
+            assert!(e.starts_with(b"EMPLID,BARCODE,LAST_NAME,"));
+            assert!(!e.contains(&b'\r'));
+            assert!(std::str::from_utf8(&e).is_ok());
+        }
+    }
+
+    #[test]
+    fn default_options() {
+        let (_, _, stats) = gen(&GenOptions::default());
+        assert_eq!(stats.rows, 300);
+    }
+
+    #[test]
+    fn bad_rates_are_refused() {
+        for (d, b) in [(-0.1, 0.0), (0.0, 1.5), (0.6, 0.6), (f64::NAN, 0.0)] {
+            let o = GenOptions {
+                dup_rate: d,
+                bad_rate: b,
+                ..GenOptions::default()
+            };
+            let err = generate(&o, io::sink(), io::sink()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+        // Everything a defect is allowed.
+        generate(&opts(100, 1, 0.5), io::sink(), io::sink()).unwrap();
+    }
+
+    #[test]
+    fn truth_lines_match_the_extract() {
+        let (e, t, _) = gen(&opts(20_000, 3, 0.05));
+        let truth = truth_rows(&t);
+        let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(&e[..]);
+        assert_eq!(r.headers().unwrap(), &HEADER[..]);
+        let mut rec = csv::ByteRecord::new();
+        let mut i = 0;
+        let mut multiline = 0;
+        while r.read_byte_record(&mut rec).unwrap() {
+            let want = &truth[i];
+            assert_eq!(
+                rec.position().unwrap().line().to_string(),
+                &want[0],
+                "record {}",
+                i + 1
+            );
+            assert_eq!((i + 1).to_string(), &want[1]);
+            assert_eq!(&rec[0], want[2].as_bytes());
+            let expect_fields = if &want[5] == "ragged" { 17 } else { 20 };
+            assert_eq!(rec.len(), expect_fields, "record {}", i + 1);
+            multiline += usize::from(&want[5] == "multiline");
+            i += 1;
+        }
+        assert_eq!(i, truth.len());
+        assert!(multiline > 0);
+    }
+
+    /// Every defect kind shows up, and each record has exactly the defect
+    /// its kind says: checked against a small model of the converter's
+    /// rules (case-insensitive identifiers, first written record wins,
+    /// rejected records claim nothing).
+    #[test]
+    fn defects_are_present_and_exact() {
+        let (e, t, _) = gen(&opts(20_000, 11, 0.05));
+        let truth = truth_rows(&t);
+        let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(&e[..]);
+        let mut kinds: HashMap<String, usize> = HashMap::new();
+        let mut claimed: HashSet<String> = HashSet::new();
+        for (rec, want) in r.records().map(Result::unwrap).zip(&truth) {
+            *kinds.entry(want[5].to_string()).or_default() += 1;
+            let id = rec[0].to_lowercase();
+            let barcode = rec[1].to_lowercase();
+            let ids: Vec<&str> = if barcode == id {
+                vec![&id]
+            } else {
+                vec![&id, &barcode]
+            };
+            let collides = ids.iter().any(|v| claimed.contains(*v));
+            let valid_date = |s: &str| {
+                s.is_empty()
+                    || (s.len() == 10
+                        && !BAD_DATES.contains(&s)
+                        && (s.as_bytes()[4] == b'-' || s.as_bytes()[2] == b'/'))
+            };
+            let reason = if rec.len() != 20 {
+                "field_count"
+            } else if rec[0].is_empty() || rec[2].is_empty() {
+                "missing_field"
+            } else if !["UG", "GR", "FAC", "STF"].contains(&&rec[6]) {
+                "unknown_code"
+            } else if !valid_date(&rec[17]) || !valid_date(&rec[18]) {
+                "invalid_date"
+            } else if collides {
+                "duplicate_id"
+            } else {
+                ""
+            };
+            assert_eq!(reason, &want[4], "record {}: {:?}", &want[1], rec);
+            assert_eq!(want[3] == *"written", reason.is_empty());
+            if reason.is_empty() {
+                for v in ids {
+                    claimed.insert(v.to_string());
+                }
+            }
+            // Kinds that only change one thing.
+            match &want[5] {
+                "self_barcode" => assert_eq!(&rec[0], &rec[1]),
+                "unknown_campus" => assert!(!["M", "D"].contains(&&rec[7])),
+                "multiline" => assert!(rec[12].contains('\n')),
+                "dup_primary" => assert!(rec[0].starts_with('s')),
+                "normal" => {
+                    assert!(["M", "D"].contains(&&rec[7]));
+                    assert!(!rec[12].contains('\n'));
+                    assert_ne!(&rec[0], &rec[1]);
+                }
+                _ => {}
+            }
+        }
+        for k in [
+            "normal",
+            "self_barcode",
+            "unknown_campus",
+            "multiline",
+            "dup_primary",
+            "dup_barcode",
+            "chain",
+            "missing_last",
+            "missing_id",
+            "unknown_group",
+            "bad_date",
+            "ragged",
+        ] {
+            assert!(
+                kinds.get(k).copied().unwrap_or(0) > 0,
+                "no {k} in {kinds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn push_num_pads() {
+        let mut b = Vec::new();
+        push_num(&mut b, 42, 5);
+        push_num(&mut b, 0, 1);
+        push_num(&mut b, 123_456, 2);
+        push_num(&mut b, u64::MAX, 1);
+        assert_eq!(
+            b,
+            b"000420123456"
+                .iter()
+                .chain(b"18446744073709551615")
+                .copied()
+                .collect::<Vec<_>>()
+        );
+    }
+}
