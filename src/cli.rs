@@ -67,6 +67,20 @@ pub struct ConvertArgs {
     /// Name prefix of the zips and XML files (overrides the profile's).
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
+    /// Worker threads. Default: all cores. Output is byte-identical for
+    /// any number.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Target shard size in bytes of input (tuning; output is identical
+    /// for any size).
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub shard_bytes: Option<usize>,
+    /// Run the single-threaded reference engine (for comparisons).
+    #[arg(long, hide = true)]
+    pub reference: bool,
+    /// Read inputs into memory instead of memory-mapping them.
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Print nothing on success.
     #[arg(long, short)]
     pub quiet: bool,

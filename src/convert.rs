@@ -1,10 +1,13 @@
 //! The `convert` pipeline: extracts → records → users → XML → zips, plus
 //! the reject report and summary, published atomically.
 //!
-//! This single-threaded pipeline is the reference every faster engine
-//! must match byte for byte. Stages are the modules of the crate, in
-//! order: [`crate::source`], [`crate::map`], [`crate::dedupe`],
-//! [`crate::xml`], [`crate::package`], [`crate::report`].
+//! Stages are the modules of the crate, in order: [`crate::source`],
+//! [`crate::map`], [`crate::dedupe`], [`crate::xml`], [`crate::package`],
+//! [`crate::report`]. Two engines drive them: [`Engine::Reference`], a plain
+//! single-threaded loop, and [`Engine::Parallel`] (see [`crate::engine`]),
+//! which must produce the same bytes for any thread count and shard size.
+//! Both feed one [`Emitter`], which owns every decision that depends on
+//! input order: identifier claims, record numbers, rejects, entry cuts.
 //!
 //! Nothing becomes visible in the output directory until everything has
 //! been written and checked: zips, `rejects.csv` and `summary.json` are
@@ -12,19 +15,54 @@
 //! first, summary last), so a failed run leaves the directory as it was.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use tempfile::NamedTempFile;
 
 use crate::dedupe::{Conflict, IdSet, Owner};
 use crate::error::{Error, Result};
+use crate::input::{Input, MmapChoice};
 use crate::map::Mapper;
-use crate::package::{Limits, Packager};
+use crate::model::User;
+use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
-use crate::report::{Fail, InputInfo, MapStats, Reason, Reject, Summary, REJECT_HEADER};
+use crate::report::{Fail, InputInfo, MapStats, Reason, Summary, REJECT_HEADER};
 use crate::source::{Dialect, Extract, RawRecord};
 use crate::xml;
+
+/// Which engine runs the stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// One thread, one shard per file: the reference the parallel engine
+    /// is tested against.
+    Reference,
+    /// Shards mapped on `threads` threads, entries compressed in parallel.
+    Parallel {
+        /// Worker threads.
+        threads: usize,
+        /// Target shard size in bytes of input.
+        shard_bytes: usize,
+    },
+}
+
+impl Engine {
+    /// The parallel engine on every core with the default shard size.
+    pub fn parallel_default() -> Engine {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Engine::Parallel {
+            threads,
+            shard_bytes: DEFAULT_SHARD_BYTES,
+        }
+    }
+}
+
+/// Default shard size: about 4,500 records of a typical extract, whose XML
+/// (≈ 9 MB) stays small enough that a few shards in flight per core keep
+/// memory bounded.
+pub const DEFAULT_SHARD_BYTES: usize = 1 << 20;
 
 /// Everything one `convert` run needs.
 #[derive(Debug, Clone)]
@@ -47,6 +85,10 @@ pub struct ConvertOptions {
     pub reject_threshold_percent: f64,
     /// Overrides the profile's output prefix.
     pub prefix: Option<String>,
+    /// Which engine runs the stages.
+    pub engine: Engine,
+    /// Whether inputs may be memory-mapped.
+    pub mmap: MmapChoice,
 }
 
 /// What a finished run produced.
@@ -72,12 +114,219 @@ fn profile_err(opts: &ConvertOptions, message: String) -> Error {
     }
 }
 
-fn hidden_temp(dir: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".patronload-")
         .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))
+}
+
+/// What the run knows once the profile and dialect are checked.
+pub(crate) struct Setup<'o> {
+    pub(crate) opts: &'o ConvertOptions,
+    pub(crate) dialect: Dialect,
+    pub(crate) mtime: zip::DateTime,
+    mapper: Option<Mapper>,
+}
+
+impl<'o> Setup<'o> {
+    /// Opens input `idx`.
+    pub(crate) fn open(&self, idx: usize) -> Result<Input> {
+        Input::open(&self.opts.inputs[idx], self.opts.mmap)
+    }
+
+    /// Opens the extract in `input`, compiling the mapper against the
+    /// first input's columns; later inputs must have the same columns.
+    pub(crate) fn extract<'a>(
+        &mut self,
+        idx: usize,
+        input: &'a Input,
+        em: &mut Emitter,
+    ) -> Result<Extract<'a>> {
+        let path = &self.opts.inputs[idx];
+        let x = Extract::open(path, idx as u32, input.bytes(), &self.dialect)?;
+        let m = match self.mapper.take() {
+            Some(m) => {
+                if m.columns() != x.columns.as_slice() {
+                    return Err(Error::Input {
+                        path: path.clone(),
+                        line: Some(1),
+                        message: format!(
+                            "the columns differ from the first input's; files of one feed must \
+                             share a layout (expected {}, found {})",
+                            m.columns().join(","),
+                            x.columns.join(",")
+                        ),
+                    });
+                }
+                m
+            }
+            None => Mapper::new(&self.opts.profile, &x.columns, self.opts.as_of)
+                .map_err(|msg| profile_err(self.opts, msg))?,
+        };
+        if em.ids.is_none() {
+            em.ids = Some(IdSet::new(m.identifier_case()));
+        }
+        self.mapper = Some(m);
+        Ok(x)
+    }
+
+    /// The mapper compiled by [`Setup::extract`].
+    pub(crate) fn mapper(&self) -> Result<&Mapper> {
+        self.mapper
+            .as_ref()
+            .ok_or_else(|| Error::Invariant("no mapper before the first input".into()))
+    }
+}
+
+/// The ordered half of a run: record numbers, identifier claims, the
+/// reject report, counters, and cutting users into XML documents.
+pub(crate) struct Emitter<'o> {
+    inputs: &'o [PathBuf],
+    rejects: csv::Writer<BufWriter<File>>,
+    rejects_tmp: NamedTempFile,
+    ids: Option<IdSet>,
+    builder: EntryBuilder,
+    pub(crate) stats: MapStats,
+    read: u64,
+    written: u64,
+    rejected: u64,
+    rejected_by_reason: BTreeMap<String, u64>,
+    users_by_group: BTreeMap<String, u64>,
+    files: Vec<InputInfo>,
+    file_start: u64,
+}
+
+impl<'o> Emitter<'o> {
+    fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
+        let rejects_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
+        let f = rejects_tmp
+            .reopen()
+            .map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let mut rejects = csv::Writer::from_writer(BufWriter::new(f));
+        rejects.write_record(REJECT_HEADER).map_err(rej_err)?;
+        Ok(Emitter {
+            inputs: &opts.inputs,
+            rejects,
+            rejects_tmp,
+            ids: None,
+            builder: EntryBuilder::new(opts.limits.users_per_file),
+            stats: MapStats::default(),
+            read: 0,
+            written: 0,
+            rejected: 0,
+            rejected_by_reason: BTreeMap::new(),
+            users_by_group: BTreeMap::new(),
+            files: Vec::new(),
+            file_start: 0,
+        })
+    }
+
+    /// Numbers the next record.
+    pub(crate) fn next_number(&mut self) -> u64 {
+        self.read += 1;
+        self.read
+    }
+
+    /// Claims a mapped user's identifiers (first wins, in call order).
+    pub(crate) fn claim<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
+        owner: Owner,
+    ) -> std::result::Result<(), Fail> {
+        let set = self.ids.get_or_insert_with(Default::default);
+        set.claim_values(values, owner)
+            .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))
+    }
+
+    /// Accepts a user whose identifiers were claimed; returns a full XML
+    /// document when this user completed one.
+    pub(crate) fn accept(&mut self, user_xml: &[u8], group: &str) -> Option<(Vec<u8>, u64)> {
+        self.written += 1;
+        match self.users_by_group.get_mut(group) {
+            Some(n) => *n += 1,
+            None => {
+                self.users_by_group.insert(group.to_string(), 1);
+            }
+        }
+        self.builder.add(user_xml)
+    }
+
+    /// Records a rejected record.
+    pub(crate) fn reject(
+        &mut self,
+        file: u32,
+        line: u64,
+        number: u64,
+        primary_id: &str,
+        fail: &Fail,
+    ) -> Result<()> {
+        let path = self.inputs[file as usize].display().to_string();
+        self.rejects
+            .write_record([
+                path.as_str(),
+                &line.to_string(),
+                &number.to_string(),
+                primary_id,
+                fail.reason.code(),
+                &fail.field,
+                &fail.message,
+            ])
+            .map_err(rej_err)?;
+        *self
+            .rejected_by_reason
+            .entry(fail.reason.code().to_string())
+            .or_default() += 1;
+        self.rejected += 1;
+        Ok(())
+    }
+
+    /// Closes the accounting of one input file.
+    pub(crate) fn end_file(&mut self, idx: usize) {
+        self.files.push(InputInfo {
+            path: self.inputs[idx].display().to_string(),
+            records: self.read - self.file_start,
+        });
+        self.file_start = self.read;
+    }
+
+    /// The last, partial XML document.
+    pub(crate) fn last_document(&mut self) -> Option<(Vec<u8>, u64)> {
+        self.builder.take()
+    }
+}
+
+fn rej_err(e: csv::Error) -> Error {
+    Error::io(REJECTS_FILE, e.into())
+}
+
+/// Maps one raw record: decode, map. `spare` lends its allocation to the
+/// borrowed field list.
+pub(crate) fn map_record(
+    m: &Mapper,
+    rec: &RawRecord,
+    spare: &mut Vec<&'static str>,
+    stats: &mut MapStats,
+) -> std::result::Result<User, Fail> {
+    let mut fields = recycle(std::mem::take(spare));
+    let result = m
+        .decode(&rec.fields, &mut fields)
+        .and_then(|()| m.map(&fields, stats));
+    *spare = recycle(fields);
+    result
+}
+
+/// The identifier values of a user in claim order: primary id first.
+pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> {
+    user.get(crate::model::UserField::PrimaryId)
+        .map(|p| ("primary_id", p, true))
+        .into_iter()
+        .chain(
+            user.identifiers
+                .iter()
+                .map(|i| (i.id_type.as_str(), i.value.as_str(), false)),
+        )
 }
 
 /// Runs the whole conversion.
@@ -102,112 +351,113 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
     }
     let dialect = Dialect::new(&opts.profile.input)
         .map_err(|m| profile_err(opts, format!("[input]: {m}")))?;
+    if let Engine::Parallel {
+        threads,
+        shard_bytes,
+    } = opts.engine
+    {
+        if threads == 0 || shard_bytes == 0 {
+            return Err(Error::Usage(
+                "threads and shard size must be at least 1".into(),
+            ));
+        }
+    }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let mut setup = Setup {
+        opts,
+        dialect,
+        mtime: zip_time(opts.as_of),
+        mapper: None,
+    };
+    let mut em = Emitter::new(opts)?;
+    let placer = Placer::new(&opts.out_dir, &prefix, opts.limits);
+    let parts = match opts.engine {
+        Engine::Reference => run_reference(&mut setup, &mut em, placer)?,
+        Engine::Parallel {
+            threads,
+            shard_bytes,
+        } => crate::engine::run(&mut setup, &mut em, placer, threads, shard_bytes)?,
+    };
+    finish(opts, em, parts, &prefix)
+}
 
-    let mut rejects_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
-    let mut rejects = csv::Writer::from_writer(std::io::BufWriter::new(rejects_tmp.as_file_mut()));
-    let rej_err = |e: csv::Error| Error::io(REJECTS_FILE, e.into());
-    rejects.write_record(REJECT_HEADER).map_err(rej_err)?;
-
-    let mut packager = Packager::new(&opts.out_dir, &prefix, opts.limits, opts.as_of);
-    let mut stats = MapStats::default();
-    let mut mapper: Option<Mapper> = None;
-    let mut ids: Option<IdSet> = None;
-    let mut inputs = Vec::new();
-    let mut rejected_by_reason: BTreeMap<String, u64> = BTreeMap::new();
-    let mut users_by_group: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut read, mut written, mut rejected) = (0u64, 0u64, 0u64);
+/// The reference engine: every stage on the calling thread, in order.
+fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Result<Vec<Finished>> {
+    let (level, mtime) = (setup.opts.limits.compression_level, setup.mtime);
     let mut rec = RawRecord::new();
-    let mut spare: Vec<&str> = Vec::new();
+    let mut spare = Vec::new();
     let mut user_xml = Vec::new();
-
-    for (file_idx, path) in opts.inputs.iter().enumerate() {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let mut extract = Extract::open(path, file_idx as u32, &bytes, &dialect)?;
-        let m = match &mapper {
-            Some(m) => {
-                if m.columns() != extract.columns.as_slice() {
-                    return Err(Error::Input {
-                        path: path.clone(),
-                        line: Some(1),
-                        message: format!(
-                            "the columns differ from the first input's; files of one feed must \
-                             share a layout (expected {}, found {})",
-                            m.columns().join(","),
-                            extract.columns.join(",")
-                        ),
-                    });
-                }
-                m
-            }
-            None => mapper.insert(
-                Mapper::new(&opts.profile, &extract.columns, opts.as_of)
-                    .map_err(|msg| profile_err(opts, msg))?,
-            ),
-        };
-        let set = ids.get_or_insert_with(|| IdSet::new(m.identifier_case()));
-        let path_label = path.display().to_string();
-        let file_start = read;
+    let mut stats = MapStats::default();
+    for idx in 0..setup.opts.inputs.len() {
+        let input = setup.open(idx)?;
+        let x = setup.extract(idx, &input, em)?;
+        let m = setup.mapper()?;
+        let mut rdr = x.reader(x.whole());
         loop {
-            let got = extract
-                .next_record(read + 1, &mut rec)
-                .map_err(|e| Error::Input {
-                    path: path.clone(),
-                    line: e.position().map(|p| p.line()),
-                    message: e.to_string(),
-                })?;
-            if !got {
+            let number = em.read + 1;
+            if !rdr
+                .next_record(number, &mut rec)
+                .map_err(|e| csv_err(setup.opts, idx, e))?
+            {
                 break;
             }
-            read += 1;
-            let mut fields = recycle(std::mem::take(&mut spare));
-            let result = m
-                .decode(&rec.fields, &mut fields)
-                .and_then(|()| m.map(&fields, &mut stats))
-                .and_then(|user| {
-                    let owner = Owner {
-                        file: rec.file,
-                        line: rec.line,
-                    };
-                    match set.claim(&user, owner) {
-                        Ok(()) => Ok(user),
-                        Err(c) => Err(duplicate_fail(&c, rec.file, &opts.inputs)),
-                    }
-                });
+            em.next_number();
+            let owner = Owner {
+                file: rec.file,
+                line: rec.line,
+            };
+            let result = map_record(m, &rec, &mut spare, &mut stats)
+                .and_then(|user| em.claim(id_values(&user), owner).map(|()| user));
             match result {
                 Ok(user) => {
                     user_xml.clear();
                     xml::write_user(&mut user_xml, &user);
-                    packager.add_user(&user_xml)?;
-                    *users_by_group
-                        .entry(xml::group_of(&user).to_string())
-                        .or_default() += 1;
-                    written += 1;
+                    if let Some((doc, users)) = em.accept(&user_xml, xml::group_of(&user)) {
+                        placer.place(compress_entry(&doc, users, level, mtime)?)?;
+                    }
                 }
                 Err(fail) => {
-                    let primary_id = m.report_id(&rec.fields);
-                    let r = Reject {
-                        file: rec.file,
-                        line: rec.line,
-                        number: rec.number,
-                        primary_id,
-                        fail,
-                    };
-                    write_reject(&mut rejects, &path_label, &r).map_err(rej_err)?;
-                    *rejected_by_reason
-                        .entry(r.fail.reason.code().to_string())
-                        .or_default() += 1;
-                    rejected += 1;
+                    em.reject(rec.file, rec.line, number, &m.report_id(&rec.fields), &fail)?
                 }
             }
-            spare = recycle(fields);
         }
-        inputs.push(InputInfo {
-            path: path_label,
-            records: read - file_start,
-        });
+        em.end_file(idx);
     }
+    em.stats.merge(stats);
+    if let Some((doc, users)) = em.last_document() {
+        placer.place(compress_entry(&doc, users, level, mtime)?)?;
+    }
+    placer.finish()
+}
 
+/// An I/O-level parse error of input `idx`, with its position.
+pub(crate) fn csv_err(opts: &ConvertOptions, idx: usize, e: csv::Error) -> Error {
+    Error::Input {
+        path: opts.inputs[idx].clone(),
+        line: e.position().map(|p| p.line()),
+        message: e.to_string(),
+    }
+}
+
+/// Checks the books, writes the summary and publishes everything.
+fn finish(
+    opts: &ConvertOptions,
+    em: Emitter,
+    parts: Vec<Finished>,
+    prefix: &str,
+) -> Result<Outcome> {
+    let Emitter {
+        mut rejects,
+        rejects_tmp,
+        stats,
+        read,
+        written,
+        rejected,
+        rejected_by_reason,
+        users_by_group,
+        files,
+        ..
+    } = em;
     if read == 0 {
         return Err(Error::Input {
             path: opts.inputs[0].clone(),
@@ -220,24 +470,29 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
             "records read ({read}) != users written ({written}) + rejected ({rejected})"
         )));
     }
-    let rejected_sum: u64 = rejected_by_reason.values().sum();
-    if rejected_sum != rejected {
+    if rejected_by_reason.values().sum::<u64>() != rejected {
         return Err(Error::Invariant("rejects by reason do not add up".into()));
     }
-
-    rejects.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
-    drop(rejects);
-    let parts = packager.finish()?;
     let zipped: u64 = parts.iter().map(|p| p.info.users).sum();
     if zipped != written {
         return Err(Error::Invariant(format!(
             "users in zips ({zipped}) != users written ({written})"
         )));
     }
+    rejects.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
+    let inner = rejects
+        .into_inner()
+        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
+    inner
+        .into_inner()
+        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
+        .sync_all()
+        .map_err(|e| Error::io(REJECTS_FILE, e))?;
+
     let rate = rejected as f64 * 100.0 / read as f64;
     let summary = Summary {
         as_of: opts.as_of.format("%Y-%m-%d").to_string(),
-        inputs,
+        inputs: files,
         records_read: read,
         users_written: written,
         rejected,
@@ -264,22 +519,19 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
         .as_file()
         .sync_all()
         .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-    rejects_tmp
-        .as_file()
-        .sync_all()
-        .map_err(|e| Error::io(REJECTS_FILE, e))?;
 
     // Publish: zips first, then remove the previous run's extra parts so
     // Alma cannot load yesterday's users twice, then the reports.
     let mut published = Vec::new();
     for p in parts {
         let dest = opts.out_dir.join(&p.info.name);
+        readable(p.file.as_file(), &dest)?;
         p.file
             .persist(&dest)
             .map_err(|e| Error::io(&dest, e.error))?;
         published.push(dest);
     }
-    let removed_stale = remove_stale_parts(&opts.out_dir, &prefix, summary.zips.len())?;
+    let removed_stale = remove_stale_parts(&opts.out_dir, prefix, summary.zips.len())?;
     for (tmp, name) in [(rejects_tmp, REJECTS_FILE), (summary_tmp, SUMMARY_FILE)] {
         let dest = opts.out_dir.join(name);
         readable(tmp.as_file(), &dest)?;
@@ -336,18 +588,6 @@ fn duplicate_fail(c: &Conflict, file: u32, inputs: &[PathBuf]) -> Fail {
             c.id_type, c.value, c.owner_id_type
         ),
     )
-}
-
-fn write_reject<W: Write>(w: &mut csv::Writer<W>, path: &str, r: &Reject) -> csv::Result<()> {
-    w.write_record([
-        path,
-        &r.line.to_string(),
-        &r.number.to_string(),
-        &r.primary_id,
-        r.fail.reason.code(),
-        &r.fail.field,
-        &r.fail.message,
-    ])
 }
 
 /// Removes `<prefix>_NNN.zip` files numbered above `kept`: parts of an

@@ -118,15 +118,25 @@ impl IdSet {
     /// is already taken, returning the first collision in the user's own
     /// order (primary id first).
     pub fn claim(&mut self, user: &User, owner: Owner) -> Result<(), Conflict> {
-        let mut values: Vec<(&str, &str, bool)> = Vec::new();
-        if let Some(p) = user.get(UserField::PrimaryId) {
-            values.push(("primary_id", p, true));
-        }
-        for i in &user.identifiers {
-            values.push((i.id_type.as_str(), i.value.as_str(), false));
-        }
+        let primary = user
+            .get(UserField::PrimaryId)
+            .map(|p| ("primary_id", p, true));
+        let others = user
+            .identifiers
+            .iter()
+            .map(|i| (i.id_type.as_str(), i.value.as_str(), false));
+        self.claim_values(primary.into_iter().chain(others), owner)
+    }
+
+    /// [`IdSet::claim`] over `(id_type, value, is_primary)` triples, so
+    /// callers need not keep a whole [`User`] around.
+    pub fn claim_values<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
+        owner: Owner,
+    ) -> Result<(), Conflict> {
         let mut inserts = Vec::new();
-        for &(id_type, value, primary) in &values {
+        for (id_type, value, primary) in values {
             let (lookups, ins) = self.keys(value, primary);
             for k in &lookups {
                 if let Some(&(owner, t)) = self.owners.get(k) {

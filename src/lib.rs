@@ -16,17 +16,20 @@
 //! atomically. The library never prints: the binary decides what the user
 //! sees.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod convert;
 pub mod dedupe;
+mod engine;
 pub mod error;
 pub mod gen;
+pub mod input;
 pub mod map;
 pub mod model;
 pub mod package;
 pub mod profile;
 pub mod report;
+pub mod shard;
 pub mod source;
 pub mod xml;
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use patronload::convert::{convert, ConvertOptions, Outcome};
+use patronload::convert::{convert, ConvertOptions, Engine, Outcome};
+use patronload::input::MmapChoice;
 use patronload::package::Limits;
 use patronload::profile::Profile;
 
@@ -40,6 +41,12 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
             },
             reject_threshold_percent: args.max_reject_rate,
             prefix: args.prefix.clone(),
+            engine: engine(&args),
+            mmap: if args.no_mmap {
+                MmapChoice::Never
+            } else {
+                MmapChoice::Auto
+            },
         };
         convert(&opts)
     });
@@ -67,6 +74,23 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+fn engine(args: &ConvertArgs) -> Engine {
+    if args.reference {
+        return Engine::Reference;
+    }
+    let Engine::Parallel {
+        threads,
+        shard_bytes,
+    } = Engine::parallel_default()
+    else {
+        return Engine::Reference;
+    };
+    Engine::Parallel {
+        threads: args.threads.unwrap_or(threads),
+        shard_bytes: args.shard_bytes.unwrap_or(shard_bytes),
     }
 }
 

@@ -150,29 +150,106 @@ pub struct Finished {
     pub file: NamedTempFile,
 }
 
-/// Places entries into zip parts.
-pub struct Packager {
+/// Collects serialized users into XML documents of `users_per_file`.
+pub struct EntryBuilder {
+    buf: Vec<u8>,
+    users: u64,
+    per_file: u64,
+}
+
+impl EntryBuilder {
+    /// A builder cutting documents at `per_file` users.
+    pub fn new(per_file: u64) -> EntryBuilder {
+        EntryBuilder {
+            buf: Vec::new(),
+            users: 0,
+            per_file,
+        }
+    }
+
+    /// Appends one serialized `<user>`; returns the document (and its user
+    /// count) when it has become full.
+    pub fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            self.buf.clear();
+            self.buf.extend_from_slice(xml::HEADER);
+        }
+        self.buf.extend_from_slice(user_xml);
+        self.users += 1;
+        if self.users == self.per_file {
+            return self.take();
+        }
+        None
+    }
+
+    /// The last, partial document, if any users are left.
+    pub fn take(&mut self) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            return None;
+        }
+        self.buf.extend_from_slice(xml::FOOTER);
+        let users = std::mem::take(&mut self.users);
+        Some((std::mem::take(&mut self.buf), users))
+    }
+}
+
+/// Places compressed entries, in order, into zip parts.
+pub struct Placer {
     dir: PathBuf,
     prefix: String,
     limits: Limits,
-    mtime: zip::DateTime,
-    buf: Vec<u8>,
-    buf_users: u64,
     part: Option<Part>,
     parts: u32,
     done: Vec<Finished>,
+}
+
+/// The sequential packager: builds, compresses and places entries on the
+/// calling thread.
+pub struct Packager {
+    builder: EntryBuilder,
+    placer: Placer,
+    mtime: zip::DateTime,
+    level: u32,
 }
 
 impl Packager {
     /// A packager writing parts named `<prefix>_NNN.zip` into `dir`.
     pub fn new(dir: &Path, prefix: &str, limits: Limits, as_of: NaiveDate) -> Packager {
         Packager {
+            builder: EntryBuilder::new(limits.users_per_file),
+            placer: Placer::new(dir, prefix, limits),
+            mtime: zip_time(as_of),
+            level: limits.compression_level,
+        }
+    }
+
+    /// Appends one serialized `<user>` element.
+    pub fn add_user(&mut self, user_xml: &[u8]) -> Result<()> {
+        match self.builder.add(user_xml) {
+            Some((doc, users)) => self
+                .placer
+                .place(compress_entry(&doc, users, self.level, self.mtime)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the last partial entry and finishes like [`Placer::finish`].
+    pub fn finish(mut self) -> Result<Vec<Finished>> {
+        if let Some((doc, users)) = self.builder.take() {
+            self.placer
+                .place(compress_entry(&doc, users, self.level, self.mtime)?)?;
+        }
+        self.placer.finish()
+    }
+}
+
+impl Placer {
+    /// A placer writing parts named `<prefix>_NNN.zip` into `dir`.
+    pub fn new(dir: &Path, prefix: &str, limits: Limits) -> Placer {
+        Placer {
             dir: dir.to_path_buf(),
             prefix: prefix.to_string(),
             limits,
-            mtime: zip_time(as_of),
-            buf: Vec::new(),
-            buf_users: 0,
             part: None,
             parts: 0,
             done: Vec::new(),
@@ -182,35 +259,6 @@ impl Packager {
     /// Final name of part `index` (1-based).
     pub fn part_name(prefix: &str, index: u32) -> String {
         format!("{prefix}_{index:03}.zip")
-    }
-
-    /// Appends one serialized `<user>` element.
-    pub fn add_user(&mut self, user_xml: &[u8]) -> Result<()> {
-        if self.buf_users == 0 {
-            self.buf.clear();
-            self.buf.extend_from_slice(xml::HEADER);
-        }
-        self.buf.extend_from_slice(user_xml);
-        self.buf_users += 1;
-        if self.buf_users == self.limits.users_per_file {
-            self.flush_entry()?;
-        }
-        Ok(())
-    }
-
-    fn flush_entry(&mut self) -> Result<()> {
-        if self.buf_users == 0 {
-            return Ok(());
-        }
-        self.buf.extend_from_slice(xml::FOOTER);
-        let entry = compress_entry(
-            &self.buf,
-            self.buf_users,
-            self.limits.compression_level,
-            self.mtime,
-        )?;
-        self.buf_users = 0;
-        self.place(entry)
     }
 
     /// Puts a compressed entry into the current part, or a new one.
@@ -276,7 +324,7 @@ impl Packager {
         let Some(part) = self.part.take() else {
             return Ok(());
         };
-        let name = Packager::part_name(&self.prefix, part.index);
+        let name = Placer::part_name(&self.prefix, part.index);
         let path = self.dir.join(&name);
         let mut tmp = part.zip.finish().map_err(|source| Error::Zip {
             path: path.clone(),
@@ -304,10 +352,9 @@ impl Packager {
         Ok(())
     }
 
-    /// Writes the last partial entry, finishes the last part and checks
-    /// the run total. Returns the parts in order.
+    /// Finishes the last part and checks the run total. Returns the parts
+    /// in order.
     pub fn finish(mut self) -> Result<Vec<Finished>> {
-        self.flush_entry()?;
         self.finish_part()?;
         let total: u64 = self.done.iter().map(|f| f.info.bytes).sum();
         if total > self.limits.max_total_bytes {

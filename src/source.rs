@@ -76,35 +76,53 @@ pub struct RawRecord {
     pub fields: csv::ByteRecord,
 }
 
-/// A parsed extract: its column names and a record reader.
+/// An opened extract: its column names and where its records begin.
 pub struct Extract<'a> {
     /// Column names, from the header row or the profile.
     pub columns: Vec<String>,
-    rdr: csv::Reader<&'a [u8]>,
+    /// The file's bytes after any byte-order mark; every offset in this
+    /// module is into this slice.
+    data: &'a [u8],
+    /// Offset of the first byte after the header row.
+    body: usize,
+    /// Newlines before `body`.
+    body_newlines: u64,
     file: u32,
-    bytes: &'a [u8],
-    /// Newlines counted in `bytes[..counted_to]`.
-    newlines: u64,
-    counted_to: usize,
+    delimiter: u8,
+    quote: Option<u8>,
+}
+
+/// A byte range of an extract's body whose first byte starts a record
+/// (or blank lines before one), with the newlines before it, so records
+/// read from it know their line without the text before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte a record of this shard may *start* at.
+    pub end: usize,
+    /// Newlines in the extract before `start`.
+    pub newlines_before: u64,
 }
 
 impl<'a> Extract<'a> {
     /// Opens `bytes` (the whole file) with `dialect`. Reads the header row
     /// when the dialect has one; a file without even a header is an error.
     pub fn open(path: &Path, file: u32, bytes: &'a [u8], dialect: &Dialect) -> Result<Extract<'a>> {
-        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
-        let mut b = csv::ReaderBuilder::new();
-        b.delimiter(dialect.delimiter)
-            .has_headers(false)
-            .flexible(true);
-        match dialect.quote {
-            Some(q) => b.quote(q),
-            None => b.quoting(false),
+        let data = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+        let mut x = Extract {
+            columns: Vec::new(),
+            data,
+            body: 0,
+            body_newlines: 0,
+            file,
+            delimiter: dialect.delimiter,
+            quote: dialect.quote,
         };
-        let mut rdr = b.from_reader(bytes);
-        let columns = match &dialect.columns {
+        x.columns = match &dialect.columns {
             Some(cols) => cols.clone(),
             None => {
+                let mut rdr = x.csv_reader(0);
                 let mut head = csv::ByteRecord::new();
                 let got = rdr.read_byte_record(&mut head).map_err(|e| Error::Input {
                     path: path.into(),
@@ -127,57 +145,152 @@ impl<'a> Extract<'a> {
                     })?;
                     cols.push(name.trim().to_string());
                 }
+                x.body = (rdr.position().byte() as usize).min(data.len());
+                x.body_newlines = count_newlines(&data[..x.body]);
                 cols
             }
         };
-        Ok(Extract {
-            columns,
-            rdr,
-            file,
-            bytes,
-            newlines: 0,
-            counted_to: 0,
-        })
+        Ok(x)
     }
 
-    /// Reads the next record into `rec`, numbering it `number`. Returns
-    /// `false` at the end of the file. Blank lines are not records.
+    fn csv_reader(&self, start: usize) -> csv::Reader<&'a [u8]> {
+        let mut b = csv::ReaderBuilder::new();
+        b.delimiter(self.delimiter)
+            .has_headers(false)
+            .flexible(true);
+        match self.quote {
+            Some(q) => b.quote(q),
+            None => b.quoting(false),
+        };
+        b.from_reader(&self.data[start..])
+    }
+
+    /// The file's bytes after any byte-order mark.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The quote byte, if quoting is on.
+    pub fn quote(&self) -> Option<u8> {
+        self.quote
+    }
+
+    /// The whole body as one shard: what the reference pipeline reads.
+    pub fn whole(&self) -> Shard {
+        Shard {
+            start: self.body,
+            end: self.data.len(),
+            newlines_before: self.body_newlines,
+        }
+    }
+
+    /// Splits the body into shards of about `target` bytes (see
+    /// [`crate::shard::plan`]).
+    pub fn shards(&self, target: usize) -> Vec<Shard> {
+        crate::shard::plan(self.data, self.whole(), self.quote, target)
+    }
+
+    /// A reader of the records that start inside `shard`.
+    pub fn reader(&self, shard: Shard) -> ShardReader<'a> {
+        ShardReader {
+            rdr: self.csv_reader(shard.start),
+            data: self.data,
+            shard,
+            file: self.file,
+            newlines: shard.newlines_before,
+            counted_to: shard.start,
+            first_seen: None,
+            next_start: None,
+            done: false,
+        }
+    }
+}
+
+/// Reads the records of one shard.
+pub struct ShardReader<'a> {
+    rdr: csv::Reader<&'a [u8]>,
+    data: &'a [u8],
+    shard: Shard,
+    file: u32,
+    /// Newlines counted in `data[..counted_to]`.
+    newlines: u64,
+    counted_to: usize,
+    first_seen: Option<usize>,
+    next_start: Option<usize>,
+    done: bool,
+}
+
+impl ShardReader<'_> {
+    /// Reads the next record of the shard into `rec`, numbering it
+    /// `number`. Returns `false` once the next record starts at or after
+    /// the shard's end, or at the end of the file. Blank lines are not
+    /// records.
     pub fn next_record(
         &mut self,
         number: u64,
         rec: &mut RawRecord,
     ) -> std::result::Result<bool, csv::Error> {
+        if self.done {
+            return Ok(false);
+        }
         if !self.rdr.read_byte_record(&mut rec.fields)? {
+            self.done = true;
+            return Ok(false);
+        }
+        let rel = rec.fields.position().map_or(0, |p| p.byte() as usize);
+        let start = self.true_start(self.shard.start + rel);
+        self.first_seen.get_or_insert(start);
+        if start >= self.shard.end {
+            self.next_start = Some(start);
+            self.done = true;
             return Ok(false);
         }
         rec.file = self.file;
         rec.number = number;
-        let start = rec.fields.position().map_or(0, |p| p.byte() as usize);
         rec.line = self.line_at(start);
         Ok(true)
     }
 
-    /// The 1-based line of the first byte of a record starting at or
-    /// after `start`. We count newlines ourselves because the csv crate's
-    /// line numbers drift by one on CRLF files (it places a record's start
-    /// before the LF of the previous line's CRLF).
-    fn line_at(&mut self, start: usize) -> u64 {
-        let mut start = start.min(self.bytes.len());
-        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+    /// Where the first record this reader saw starts (emitted or not);
+    /// `None` if it saw none. Valid once [`ShardReader::next_record`]
+    /// returned `false`.
+    pub fn first_seen(&self) -> Option<usize> {
+        self.first_seen
+    }
+
+    /// Where the first record at or after the shard's end starts, `None`
+    /// at the end of the file. The next shard is correct exactly when its
+    /// first record starts there: from a record start on, the parse cannot
+    /// depend on where it began.
+    pub fn next_start(&self) -> Option<usize> {
+        self.next_start
+    }
+
+    /// The csv crate reports a record as starting before the LF of the
+    /// previous line's CRLF, and before blank lines it skipped; the record
+    /// really starts at its first other byte.
+    fn true_start(&self, mut start: usize) -> usize {
+        start = start.min(self.data.len());
+        while start < self.data.len() && matches!(self.data[start], b'\r' | b'\n') {
             start += 1;
         }
-        if start < self.counted_to {
-            // Offsets only grow; guard anyway rather than count wrong.
-            self.newlines = 0;
-            self.counted_to = 0;
+        start
+    }
+
+    /// The 1-based line of `start`. We count newlines ourselves because
+    /// the csv crate's line numbers drift by one on CRLF files.
+    fn line_at(&mut self, start: usize) -> u64 {
+        if start >= self.counted_to {
+            self.newlines += count_newlines(&self.data[self.counted_to..start]);
+            self.counted_to = start;
         }
-        self.newlines += self.bytes[self.counted_to..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64;
-        self.counted_to = start;
         self.newlines + 1
     }
+}
+
+/// Number of LF bytes in `b`.
+pub fn count_newlines(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
 }
 
 impl RawRecord {
@@ -222,11 +335,12 @@ mod tests {
     type Rows = Vec<(u64, u64, Vec<String>)>;
 
     fn read_all(bytes: &[u8], d: &Dialect) -> (Vec<String>, Rows) {
-        let mut x = Extract::open(Path::new("t.csv"), 0, bytes, d).unwrap();
+        let x = Extract::open(Path::new("t.csv"), 0, bytes, d).unwrap();
+        let mut rdr = x.reader(x.whole());
         let mut rec = RawRecord::new();
         let mut out = vec![];
         let mut n = 0;
-        while x.next_record(n + 1, &mut rec).unwrap() {
+        while rdr.next_record(n + 1, &mut rec).unwrap() {
             n += 1;
             let f = rec
                 .fields

@@ -1,0 +1,349 @@
+//! The parallel engine: the reference pipeline's stages on many cores,
+//! with the same bytes out.
+//!
+//! ```text
+//!  shards (rayon) ──► ordered consumer ──► entry compression (rayon) ──► placer thread
+//!  parse, map,        record numbers,      one XML document per task      zip parts, in
+//!  serialize          claims, rejects,                                    entry order
+//!                     cutting documents
+//! ```
+//!
+//! Everything that depends on input order happens in one place, the
+//! ordered consumer (the calling thread), which takes shard results in
+//! shard order whatever order they finish in; so identifier claims are
+//! exactly the sequential first-wins decisions, and thread timing never
+//! decides an outcome. Work in flight is bounded on both sides (a window
+//! of shards, a pool of tokens for documents being compressed), so the
+//! XML of a million patrons is never held in memory at once.
+
+use std::collections::BTreeMap;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+use crate::convert::{csv_err, id_values, map_record, Emitter, Setup};
+use crate::dedupe::Owner;
+use crate::error::{Error, Result};
+use crate::map::Mapper;
+use crate::package::{compress_entry, Entry, Finished, Placer};
+use crate::report::{Fail, MapStats};
+use crate::source::{count_newlines, Extract, RawRecord, Shard};
+use crate::xml;
+
+/// One record's outcome inside a shard.
+enum Item {
+    /// Mapped; its XML is `xml[prev_end..xml_end]` of the shard.
+    User {
+        line: u64,
+        xml_end: usize,
+        /// `(id_type, value, is_primary)` in claim order.
+        ids: Vec<(String, String, bool)>,
+        group: String,
+        /// The primary id as the extract has it, when the profile changed
+        /// it (rejects report the extract's form).
+        raw_id: Option<String>,
+    },
+    /// Not mapped.
+    Reject {
+        line: u64,
+        primary_id: String,
+        fail: Fail,
+    },
+}
+
+/// What mapping one shard produced.
+struct ShardOut {
+    file: u32,
+    xml: Vec<u8>,
+    items: Vec<Item>,
+    stats: MapStats,
+    first_seen: Option<usize>,
+    next_start: Option<usize>,
+}
+
+/// Parses, maps and serializes the records of one shard.
+fn map_shard(
+    x: &Extract,
+    m: &Mapper,
+    shard: Shard,
+    idx: usize,
+    setup_err: impl Fn(csv::Error) -> Error,
+) -> Result<ShardOut> {
+    let mut rdr = x.reader(shard);
+    let mut rec = RawRecord::new();
+    let mut spare = Vec::new();
+    let mut out = ShardOut {
+        file: idx as u32,
+        xml: Vec::with_capacity(shard.end.saturating_sub(shard.start) * 10),
+        items: Vec::new(),
+        stats: MapStats::default(),
+        first_seen: None,
+        next_start: None,
+    };
+    while rdr.next_record(0, &mut rec).map_err(&setup_err)? {
+        let item = match map_record(m, &rec, &mut spare, &mut out.stats) {
+            Ok(user) => {
+                xml::write_user(&mut out.xml, &user);
+                let raw = m.report_id(&rec.fields);
+                let mapped = user.get(crate::model::UserField::PrimaryId).unwrap_or("");
+                Item::User {
+                    raw_id: (raw != mapped).then_some(raw),
+                    line: rec.line,
+                    xml_end: out.xml.len(),
+                    ids: id_values(&user)
+                        .map(|(t, v, p)| (t.to_string(), v.to_string(), p))
+                        .collect(),
+                    group: xml::group_of(&user).to_string(),
+                }
+            }
+            Err(fail) => Item::Reject {
+                line: rec.line,
+                primary_id: m.report_id(&rec.fields),
+                fail,
+            },
+        };
+        out.items.push(item);
+    }
+    out.first_seen = rdr.first_seen();
+    out.next_start = rdr.next_start();
+    Ok(out)
+}
+
+/// A compressed document on its way to the placer, with its sequence
+/// number.
+type Compressed = (u64, Result<Entry>);
+
+/// Runs the conversion of all inputs; returns the finished zip parts.
+pub(crate) fn run(
+    setup: &mut Setup,
+    em: &mut Emitter,
+    placer: Placer,
+    threads: usize,
+    shard_bytes: usize,
+) -> Result<Vec<Finished>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("patronload-{i}"))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start {threads} threads: {e}")))?;
+    // Documents being compressed or waiting to be placed: each holds an
+    // uncompressed XML document (≈ 40 MB at 20,000 users), so they are
+    // what bounds memory.
+    let tokens = threads.max(1) + 1;
+    let (tok_tx, tok_rx) = bounded::<()>(tokens);
+    for _ in 0..tokens {
+        // The channel has room for every token.
+        let _ = tok_tx.send(());
+    }
+    let (ent_tx, ent_rx) = unbounded::<Compressed>();
+    let level = setup.opts.limits.compression_level;
+    let mtime = setup.mtime;
+    std::thread::scope(|ts| {
+        let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
+        let mut seq = 0u64;
+        // Documents own their bytes, so their compression tasks need no
+        // scope; the placer sees the end when the last sender is dropped.
+        let mut submit = |doc: Vec<u8>, users: u64| -> Result<()> {
+            tok_rx
+                .recv()
+                .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
+            let tx = ent_tx.clone();
+            let n = seq;
+            seq += 1;
+            pool.spawn(move || {
+                let _ = tx.send((n, compress_entry(&doc, users, level, mtime)));
+            });
+            Ok(())
+        };
+        let consumed = (|| -> Result<()> {
+            for idx in 0..setup.opts.inputs.len() {
+                let input = setup.open(idx)?;
+                let x = setup.extract(idx, &input, em)?;
+                let m = setup.mapper()?;
+                pool.in_place_scope(|scope| {
+                    run_file(
+                        scope,
+                        setup.opts,
+                        &x,
+                        m,
+                        idx,
+                        threads,
+                        shard_bytes,
+                        em,
+                        &mut submit,
+                    )
+                })?;
+                em.end_file(idx);
+            }
+            if let Some((doc, users)) = em.last_document() {
+                submit(doc, users)?;
+            }
+            Ok(())
+        })();
+        drop(ent_tx);
+        let placed = placer_thread
+            .join()
+            .map_err(|_| Error::Invariant("zip placer panicked".into()))?;
+        consumed?;
+        placed
+    })
+}
+
+/// Maps the shards of one input on the pool and consumes them in order.
+#[allow(clippy::too_many_arguments)]
+fn run_file<'s>(
+    scope: &rayon::Scope<'s>,
+    opts: &'s crate::convert::ConvertOptions,
+    x: &'s Extract<'s>,
+    m: &'s Mapper,
+    idx: usize,
+    threads: usize,
+    shard_bytes: usize,
+    em: &mut Emitter,
+    submit: &mut impl FnMut(Vec<u8>, u64) -> Result<()>,
+) -> Result<()> {
+    let mut shards = x.shards(shard_bytes);
+    let window = 2 * threads + 2;
+    let (sh_tx, sh_rx) = unbounded::<(u32, usize, Result<ShardOut>)>();
+    let mut generation = 0u32;
+    let (mut next_dispatch, mut next_consume) = (0usize, 0usize);
+    let mut pending: BTreeMap<usize, Result<ShardOut>> = BTreeMap::new();
+    let mut expected: Option<Option<usize>> = None;
+    loop {
+        while next_dispatch < shards.len() && next_dispatch < next_consume + window {
+            let (tx, shard, i, g) = (
+                sh_tx.clone(),
+                shards[next_dispatch],
+                next_dispatch,
+                generation,
+            );
+            scope.spawn(move |_| {
+                let r = map_shard(x, m, shard, idx, |e| csv_err(opts, idx, e));
+                let _ = tx.send((g, i, r));
+            });
+            next_dispatch += 1;
+        }
+        if next_consume >= shards.len() {
+            return Ok(());
+        }
+        let out = match pending.remove(&next_consume) {
+            Some(o) => o,
+            None => loop {
+                let (g, i, r) = sh_rx
+                    .recv()
+                    .map_err(|_| Error::Invariant("shard worker vanished".into()))?;
+                if g != generation {
+                    continue;
+                }
+                if i == next_consume {
+                    break r;
+                }
+                pending.insert(i, r);
+            },
+        }?;
+        if let Some(exp) = expected {
+            if out.first_seen != exp {
+                // The plan split inside a record (odd quoting): read the
+                // rest of the file as one shard, from where the previous
+                // shard says the next record starts.
+                generation += 1;
+                pending.clear();
+                shards.truncate(next_consume);
+                if let Some(start) = exp {
+                    let data = x.data();
+                    shards.push(Shard {
+                        start,
+                        end: data.len(),
+                        newlines_before: count_newlines(&data[..start]),
+                    });
+                }
+                next_dispatch = next_consume;
+                continue;
+            }
+        }
+        expected = Some(out.next_start);
+        consume(em, out, submit)?;
+        next_consume += 1;
+    }
+}
+
+/// Takes one shard's records in order: numbers, claims, rejects, users.
+fn consume(
+    em: &mut Emitter,
+    out: ShardOut,
+    submit: &mut impl FnMut(Vec<u8>, u64) -> Result<()>,
+) -> Result<()> {
+    em.stats.merge(out.stats);
+    let mut prev_end = 0;
+    for item in out.items {
+        let number = em.next_number();
+        match item {
+            Item::User {
+                line,
+                xml_end,
+                ids,
+                group,
+                raw_id,
+            } => {
+                let owner = Owner {
+                    file: out.file,
+                    line,
+                };
+                let values = ids.iter().map(|(t, v, p)| (t.as_str(), v.as_str(), *p));
+                match em.claim(values, owner) {
+                    Ok(()) => {
+                        if let Some((doc, users)) = em.accept(&out.xml[prev_end..xml_end], &group) {
+                            submit(doc, users)?;
+                        }
+                    }
+                    Err(fail) => {
+                        let mapped = ids.iter().find(|i| i.2).map_or("", |i| i.1.as_str());
+                        let primary = raw_id.as_deref().unwrap_or(mapped);
+                        em.reject(out.file, line, number, primary, &fail)?;
+                    }
+                }
+                prev_end = xml_end;
+            }
+            Item::Reject {
+                line,
+                primary_id,
+                fail,
+            } => {
+                em.reject(out.file, line, number, &primary_id, &fail)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The placer thread: puts compressed documents into zip parts in
+/// sequence order, returning a token for each so the consumer may start
+/// another. After an error it keeps draining (so nobody waits forever)
+/// and reports the first error at the end.
+fn place_in_order(
+    mut placer: Placer,
+    rx: Receiver<Compressed>,
+    tokens: Sender<()>,
+) -> Result<Vec<Finished>> {
+    let mut waiting: BTreeMap<u64, Result<Entry>> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut failed: Option<Error> = None;
+    for (n, r) in rx {
+        waiting.insert(n, r);
+        while let Some(r) = waiting.remove(&next) {
+            next += 1;
+            if failed.is_none() {
+                if let Err(e) = r.and_then(|entry| placer.place(entry)) {
+                    failed = Some(e);
+                }
+            }
+            let _ = tokens.send(());
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None if !waiting.is_empty() => Err(Error::Invariant(
+            "a compressed document never arrived".into(),
+        )),
+        None => placer.finish(),
+    }
+}
