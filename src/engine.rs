@@ -73,7 +73,7 @@ fn map_shard(
     let mut spare = Vec::new();
     let mut out = ShardOut {
         file: idx as u32,
-        xml: Vec::with_capacity(shard.end.saturating_sub(shard.start) * 10),
+        xml: Vec::with_capacity(shard.end.saturating_sub(shard.start) * 12),
         items: Vec::new(),
         stats: MapStats::default(),
         first_seen: None,
@@ -128,7 +128,7 @@ pub(crate) fn run(
     // Documents being compressed or waiting to be placed: each holds an
     // uncompressed XML document (≈ 40 MB at 20,000 users), so they are
     // what bounds memory.
-    let tokens = threads.max(1) + 1;
+    let tokens = threads.max(1);
     let (tok_tx, tok_rx) = bounded::<()>(tokens);
     for _ in 0..tokens {
         // The channel has room for every token.
@@ -202,7 +202,7 @@ fn run_file<'s>(
     submit: &mut impl FnMut(Vec<u8>, u64) -> Result<()>,
 ) -> Result<()> {
     let mut shards = x.shards(shard_bytes);
-    let window = 2 * threads + 2;
+    let window = threads + 2;
     let (sh_tx, sh_rx) = unbounded::<(u32, usize, Result<ShardOut>)>();
     let mut generation = 0u32;
     let (mut next_dispatch, mut next_consume) = (0usize, 0usize);

@@ -11,3 +11,5 @@ mod example;
 mod generated;
 // Profiles for the public peer samples in ../shared.
 mod peer;
+// Parallel engine = reference engine, byte for byte.
+mod determinism;
