@@ -52,6 +52,9 @@ enum Space {
     Exact,
 }
 
+/// A value as compared: its space and its compared form.
+type Key = (Space, String);
+
 /// One claimed value: its bytes in the arena and who holds it. Kept to
 /// 24 bytes because a run holds one per identifier of every user (two
 /// million for a million patrons).
@@ -114,7 +117,7 @@ impl IdSet {
 
     /// The (space, key) pairs a value is looked up under, and those it is
     /// inserted as.
-    fn keys(&self, value: &str, primary: bool) -> (Vec<(Space, String)>, Vec<(Space, String)>) {
+    fn keys(&self, value: &str, primary: bool) -> (Vec<Key>, Vec<Key>) {
         let folded = crate::map::fold(value);
         match (self.case, primary) {
             (IdentifierCase::Insensitive, _) => (
