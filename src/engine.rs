@@ -66,14 +66,18 @@ fn map_shard(
     m: &Mapper,
     shard: Shard,
     idx: usize,
+    mut xml: Vec<u8>,
     setup_err: impl Fn(csv::Error) -> Error,
 ) -> Result<ShardOut> {
+    // XML runs about 12 times the size of its CSV.
+    xml.clear();
+    xml.reserve(shard.end.saturating_sub(shard.start) * 12);
     let mut rdr = x.reader(shard);
     let mut rec = RawRecord::new();
     let mut spare = Vec::new();
     let mut out = ShardOut {
         file: idx as u32,
-        xml: Vec::with_capacity(shard.end.saturating_sub(shard.start) * 12),
+        xml,
         items: Vec::new(),
         stats: MapStats::default(),
         first_seen: None,
@@ -135,6 +139,11 @@ pub(crate) fn run(
         let _ = tok_tx.send(());
     }
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
+    // Buffers handed back for reuse (see `EntryBuilder::recycle`): shard
+    // XML from the consumer to the mappers, documents from the compressors
+    // to the consumer.
+    let (doc_back, docs_back) = unbounded::<Vec<u8>>();
+    let (shard_back, shards_back) = unbounded::<Vec<u8>>();
     let level = setup.opts.limits.compression_level;
     let mtime = setup.mtime;
     std::thread::scope(|ts| {
@@ -142,16 +151,20 @@ pub(crate) fn run(
         let mut seq = 0u64;
         // Documents own their bytes, so their compression tasks need no
         // scope; the placer sees the end when the last sender is dropped.
-        let mut submit = |doc: Vec<u8>, users: u64| -> Result<()> {
+        let mut submit = |em: &mut Emitter, doc: Vec<u8>, users: u64| -> Result<()> {
             tok_rx
                 .recv()
                 .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
-            let tx = ent_tx.clone();
+            let (tx, back) = (ent_tx.clone(), doc_back.clone());
             let n = seq;
             seq += 1;
             pool.spawn(move || {
                 let _ = tx.send((n, compress_entry(&doc, users, level, mtime)));
+                let _ = back.send(doc);
             });
+            for buf in docs_back.try_iter() {
+                em.recycle_document(buf);
+            }
             Ok(())
         };
         let consumed = (|| -> Result<()> {
@@ -169,13 +182,14 @@ pub(crate) fn run(
                         threads,
                         shard_bytes,
                         em,
+                        (&shard_back, &shards_back),
                         &mut submit,
                     )
                 })?;
                 em.end_file(idx);
             }
             if let Some((doc, users)) = em.last_document() {
-                submit(doc, users)?;
+                submit(em, doc, users)?;
             }
             Ok(())
         })();
@@ -199,7 +213,8 @@ fn run_file<'s>(
     threads: usize,
     shard_bytes: usize,
     em: &mut Emitter,
-    submit: &mut impl FnMut(Vec<u8>, u64) -> Result<()>,
+    (buf_back, bufs): (&Sender<Vec<u8>>, &Receiver<Vec<u8>>),
+    submit: &mut impl FnMut(&mut Emitter, Vec<u8>, u64) -> Result<()>,
 ) -> Result<()> {
     let mut shards = x.shards(shard_bytes);
     let window = threads + 2;
@@ -216,8 +231,9 @@ fn run_file<'s>(
                 next_dispatch,
                 generation,
             );
+            let buf = bufs.try_recv().unwrap_or_default();
             scope.spawn(move |_| {
-                let r = map_shard(x, m, shard, idx, |e| csv_err(opts, idx, e));
+                let r = map_shard(x, m, shard, idx, buf, |e| csv_err(opts, idx, e));
                 let _ = tx.send((g, i, r));
             });
             next_dispatch += 1;
@@ -261,17 +277,19 @@ fn run_file<'s>(
             }
         }
         expected = Some(out.next_start);
-        consume(em, out, submit)?;
+        let buf = consume(em, out, submit)?;
+        let _ = buf_back.send(buf);
         next_consume += 1;
     }
 }
 
 /// Takes one shard's records in order: numbers, claims, rejects, users.
+/// Returns the shard's XML buffer for reuse.
 fn consume(
     em: &mut Emitter,
     out: ShardOut,
-    submit: &mut impl FnMut(Vec<u8>, u64) -> Result<()>,
-) -> Result<()> {
+    submit: &mut impl FnMut(&mut Emitter, Vec<u8>, u64) -> Result<()>,
+) -> Result<Vec<u8>> {
     em.stats.merge(out.stats);
     let mut prev_end = 0;
     for item in out.items {
@@ -292,7 +310,7 @@ fn consume(
                 match em.claim(values, owner) {
                     Ok(()) => {
                         if let Some((doc, users)) = em.accept(&out.xml[prev_end..xml_end], &group) {
-                            submit(doc, users)?;
+                            submit(em, doc, users)?;
                         }
                     }
                     Err(fail) => {
@@ -312,7 +330,7 @@ fn consume(
             }
         }
     }
-    Ok(())
+    Ok(out.xml)
 }
 
 /// The placer thread: puts compressed documents into zip parts in
