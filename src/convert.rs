@@ -367,7 +367,18 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
             ));
         }
     }
+    let created = !opts.out_dir.exists();
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
+    let result = run_and_publish(opts, dialect, &prefix);
+    if result.is_err() && created {
+        // Temporary files are gone by now; leave no empty directory
+        // behind either. Fails harmlessly if anything else is in it.
+        let _ = std::fs::remove_dir(&opts.out_dir);
+    }
+    result
+}
+
+fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Result<Outcome> {
     let mut setup = Setup {
         opts,
         dialect,
@@ -375,7 +386,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
         mapper: None,
     };
     let mut em = Emitter::new(opts)?;
-    let placer = Placer::new(&opts.out_dir, &prefix, opts.limits);
+    let placer = Placer::new(&opts.out_dir, prefix, opts.limits);
     let parts = match opts.engine {
         Engine::Reference => run_reference(&mut setup, &mut em, placer)?,
         Engine::Parallel {
@@ -383,7 +394,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
             shard_bytes,
         } => crate::engine::run(&mut setup, &mut em, placer, threads, shard_bytes)?,
     };
-    finish(opts, em, parts, &prefix)
+    finish(opts, em, parts, prefix)
 }
 
 /// The reference engine: every stage on the calling thread, in order.

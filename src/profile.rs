@@ -71,7 +71,9 @@ pub struct InputSpec {
     /// default `true`.
     #[serde(default = "default_true")]
     pub header: bool,
-    /// Column names for files without a header row (`header = false`).
+    /// Column names. Required when `header = false`; with a header row
+    /// they replace its names (for headers with repeated or awkward
+    /// names), and the header row must have as many columns.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
     /// Encoding label. By default `utf-8` (a UTF-8 byte-order mark is

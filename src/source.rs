@@ -19,6 +19,7 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub struct Dialect {
     delimiter: u8,
     quote: Option<u8>,
+    header: bool,
     columns: Option<Vec<String>>,
 }
 
@@ -41,12 +42,10 @@ impl Dialect {
         if !spec.header && spec.columns.is_none() {
             return Err("header = false needs `columns = [...]` naming every column".into());
         }
-        if spec.header && spec.columns.is_some() {
-            return Err("give either header = true or `columns`, not both".into());
-        }
         Ok(Dialect {
             delimiter,
             quote,
+            header: spec.header,
             columns: spec.columns.clone(),
         })
     }
@@ -119,37 +118,53 @@ impl<'a> Extract<'a> {
             delimiter: dialect.delimiter,
             quote: dialect.quote,
         };
-        x.columns = match &dialect.columns {
-            Some(cols) => cols.clone(),
-            None => {
-                let mut rdr = x.csv_reader(0);
-                let mut head = csv::ByteRecord::new();
-                let got = rdr.read_byte_record(&mut head).map_err(|e| Error::Input {
+        if !dialect.header {
+            x.columns = dialect.columns.clone().unwrap_or_default();
+            return Ok(x);
+        }
+        let mut rdr = x.csv_reader(0);
+        let mut head = csv::ByteRecord::new();
+        let got = rdr.read_byte_record(&mut head).map_err(|e| Error::Input {
+            path: path.into(),
+            line: Some(1),
+            message: e.to_string(),
+        })?;
+        if !got {
+            return Err(Error::Input {
+                path: path.into(),
+                line: None,
+                message: "the file is empty: no header row".into(),
+            });
+        }
+        x.body = (rdr.position().byte() as usize).min(data.len());
+        x.body_newlines = count_newlines(&data[..x.body]);
+        // `columns` with a header row renames the columns (a header with
+        // repeated or awkward names) and the header row is skipped.
+        if let Some(cols) = &dialect.columns {
+            if cols.len() != head.len() {
+                return Err(Error::Input {
                     path: path.into(),
                     line: Some(1),
-                    message: e.to_string(),
-                })?;
-                if !got {
-                    return Err(Error::Input {
-                        path: path.into(),
-                        line: None,
-                        message: "the file is empty: no header row".into(),
-                    });
-                }
-                let mut cols = Vec::with_capacity(head.len());
-                for (i, f) in head.iter().enumerate() {
-                    let name = std::str::from_utf8(f).map_err(|_| Error::Input {
-                        path: path.into(),
-                        line: Some(1),
-                        message: format!("header column {} is not valid UTF-8", i + 1),
-                    })?;
-                    cols.push(name.trim().to_string());
-                }
-                x.body = (rdr.position().byte() as usize).min(data.len());
-                x.body_newlines = count_newlines(&data[..x.body]);
-                cols
+                    message: format!(
+                        "the header row has {} columns but the profile's `columns` lists {}",
+                        head.len(),
+                        cols.len()
+                    ),
+                });
             }
-        };
+            x.columns = cols.clone();
+            return Ok(x);
+        }
+        let mut cols = Vec::with_capacity(head.len());
+        for (i, f) in head.iter().enumerate() {
+            let name = std::str::from_utf8(f).map_err(|_| Error::Input {
+                path: path.into(),
+                line: Some(1),
+                message: format!("header column {} is not valid UTF-8", i + 1),
+            })?;
+            cols.push(name.trim().to_string());
+        }
+        x.columns = cols;
         Ok(x)
     }
 
@@ -385,6 +400,20 @@ mod tests {
         assert_eq!(cols, ["a", "b"]);
         assert_eq!(recs[0].0, 1);
         assert_eq!(recs.len(), 2);
+    }
+
+    #[test]
+    fn columns_with_a_header_rename_and_skip_it() {
+        let mut d = dialect(true);
+        d.columns = Some(vec!["x".into(), "y".into()]);
+        let (cols, recs) = read_all(b"e,e\n1,2\n", &d);
+        assert_eq!(cols, ["x", "y"]);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].0, 2);
+        let err = Extract::open(Path::new("t"), 0, b"a,b,c\n1,2,3\n", &d)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("3 columns"), "{err}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl<'a> Compiler<'a> {
             }
             Some(None) => Err(format!(
                 "{label}: column `{name}` appears more than once in the header, so it is \
-                 ambiguous; rename one of them or use `columns` with header = false"
+                 ambiguous; name the columns yourself with `columns = [...]` in [input]"
             )),
             None => Err(format!(
                 "{label}: column `{name}` is not in the extract's columns ({})",
@@ -191,7 +191,8 @@ impl<'a> Compiler<'a> {
                 "{label}: give only one of `column`, `value`, `template`, `first_of`"
             ));
         }
-        if n == 0 && !(is_date && spec.default.is_some()) && spec.default.is_none() {
+        let rule_only = is_date && spec.by_group.is_some();
+        if n == 0 && spec.default.is_none() && !rule_only {
             return Err(format!(
                 "{label}: needs a source: `column`, `value`, `template`, `first_of` or `default`"
             ));
@@ -632,10 +633,23 @@ impl Mapper {
 
         let mut preferred = false;
         for a in &self.addresses {
+            // No street and no city: the record has no such address, and
+            // nothing else of it is looked at (so a stray code in an absent
+            // address cannot reject the record).
+            let mut present = false;
+            for (part, g) in &a.parts {
+                if matches!(part, AddressPart::Line1 | AddressPart::City) {
+                    present |= !self.raw(&g.source, rec).trim().is_empty();
+                }
+            }
+            if !present {
+                continue;
+            }
             let mut addr = Address::default();
+            let group = user.get(UserField::UserGroup);
             for (part, g) in &a.parts {
                 let v = if part.is_date() {
-                    self.date(g, rec, stats, None, &dates)?
+                    self.date(g, rec, stats, group, &dates)?
                         .map(rules::format_date)
                         .unwrap_or_default()
                 } else {
@@ -647,9 +661,6 @@ impl Mapper {
             }
             addr.types = self.type_codes(&a.types, rec, stats)?;
             let has = |p| addr.parts.iter().any(|(q, _)| *q == p);
-            if addr.parts.is_empty() {
-                continue;
-            }
             if !has(AddressPart::Line1) || !has(AddressPart::City) || addr.types.is_empty() {
                 stats.drop_segment("address_incomplete");
                 continue;
@@ -660,10 +671,10 @@ impl Mapper {
         let mut preferred = false;
         for e in &self.emails {
             let address = self.value(&e.address, rec, stats)?;
-            let types = self.type_codes(&e.types, rec, stats)?;
             if address.is_empty() {
                 continue;
             }
+            let types = self.type_codes(&e.types, rec, stats)?;
             if types.is_empty() {
                 stats.drop_segment("email_incomplete");
                 continue;
@@ -683,10 +694,10 @@ impl Mapper {
         let (mut preferred, mut sms) = (false, false);
         for p in &self.phones {
             let number = self.value(&p.number, rec, stats)?;
-            let types = self.type_codes(&p.types, rec, stats)?;
             if number.is_empty() {
                 continue;
             }
+            let types = self.type_codes(&p.types, rec, stats)?;
             if types.is_empty() {
                 stats.drop_segment("phone_incomplete");
                 continue;
@@ -847,12 +858,14 @@ impl Mapper {
         if let Some(c) = g.case {
             v = Cow::Owned(rules::apply_case(&v, c));
         }
-        if v.is_empty() {
-            if let Some(d) = &g.default {
-                v = Cow::Borrowed(d.as_str());
+        // Whitespace is no value, even where the profile keeps it; the
+        // default is the Alma value itself, so it bypasses the table.
+        if v.trim().is_empty() {
+            match &g.default {
+                Some(d) => v = Cow::Borrowed(d.as_str()),
+                None => return Ok(String::new()),
             }
-        }
-        if let (Some(t), false) = (g.table, v.is_empty()) {
+        } else if let Some(t) = g.table {
             let table = &self.tables[t];
             v = match table.map.get(v.as_ref()) {
                 Some(m) => Cow::Borrowed(m.as_str()),
@@ -1162,6 +1175,49 @@ value = { column = "ID", case = "lower" }
         assert!(u.emails[0].preferred);
         assert_eq!(u.emails[0].address, "ann@example.org");
         assert_eq!(st.dropped_segments["identifier_empty"], 1);
+    }
+
+    #[test]
+    fn blank_is_empty_and_defaults_bypass_tables() {
+        let m = mapper(
+            r#"first_name = { column = "FIRST", trim = false }
+gender = { column = "MAIL", table = "groups", default = "NONE" }"#,
+        )
+        .unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r.push(("FIRST", "   "));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.get(UserField::FirstName), None);
+        // NONE is not in the table, but as the default it is the value.
+        assert_eq!(u.get(UserField::Gender), Some("NONE"));
+        assert!(st.unknown_codes.is_empty());
+    }
+
+    #[test]
+    fn an_absent_address_is_not_evaluated_or_counted() {
+        let m = mapper(
+            r#"
+[[addresses]]
+types = [{ column = "TYPE", table = "groups" }]
+line1 = { column = "ADDR" }
+city = { column = "CITY" }
+country = { value = "USA" }
+start_date = { column = "BC" }
+"#,
+        )
+        .unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        // A date the address would reject, but the address is absent.
+        r.push(("BC", "not a date"));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert!(u.addresses.is_empty());
+        assert!(st.dropped_segments.is_empty());
+        let mut r = base();
+        r.push(("ADDR", "1 Road"));
+        m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(st.dropped_segments["address_incomplete"], 1);
     }
 
     #[test]
