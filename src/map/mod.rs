@@ -44,7 +44,7 @@ struct Table {
 /// Date-specific parts of a getter.
 #[derive(Debug, Clone)]
 struct DateSpec {
-    formats: Vec<String>,
+    formats: rules::DateFormats,
     by_group: Vec<(String, DateRule)>,
     default: Option<DateRule>,
 }
@@ -253,7 +253,7 @@ impl<'a> Compiler<'a> {
                 return Err(format!("{label}: no date formats"));
             }
             Some(DateSpec {
-                formats,
+                formats: rules::DateFormats::new(&formats).map_err(|e| format!("{label}: {e}"))?,
                 by_group,
                 default,
             })
@@ -888,7 +888,12 @@ impl Mapper {
                 }
             };
         }
-        let chars = v.chars().count();
+        // Bytes bound characters from above: count only when it matters.
+        let chars = if v.len() <= g.max_chars {
+            v.len()
+        } else {
+            v.chars().count()
+        };
         if chars > g.max_chars {
             if !g.truncate {
                 return Err(Fail::new(
@@ -933,7 +938,7 @@ impl Mapper {
                         format!(
                             "{} does not match the date formats {} (or is before year 1000)",
                             g.label,
-                            spec.formats.join(", ")
+                            spec.formats.text.join(", ")
                         ),
                     )
                 });

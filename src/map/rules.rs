@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{Datelike, Days, Months, NaiveDate};
 
 use crate::model::UserField;
@@ -16,9 +17,13 @@ pub fn xml_allowed(c: char) -> bool {
 }
 
 /// Removes characters XML 1.0 forbids, returning how many were removed.
-/// Borrows when there is nothing to remove (the common case).
+/// Borrows when there is nothing to remove (the common case, decided on
+/// bytes: a control byte, or 0xEF that may start U+FFFE/U+FFFF).
 pub fn strip_forbidden(s: &str) -> (Cow<'_, str>, u64) {
-    if s.chars().all(xml_allowed) {
+    let suspicious = s
+        .bytes()
+        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF);
+    if !suspicious || s.chars().all(xml_allowed) {
         return (Cow::Borrowed(s), 0);
     }
     let kept: String = s.chars().filter(|&c| xml_allowed(c)).collect();
@@ -226,17 +231,47 @@ pub fn in_range(d: NaiveDate) -> bool {
     (1000..=9999).contains(&d.year())
 }
 
+/// Input date formats, compiled once rather than re-parsed per value.
+#[derive(Debug, Clone)]
+pub struct DateFormats {
+    items: Vec<Vec<Item<'static>>>,
+    /// The formats as written, for messages.
+    pub text: Vec<String>,
+}
+
+impl DateFormats {
+    /// Compiles strftime formats; the error names the bad one.
+    pub fn new(formats: &[String]) -> Result<DateFormats, String> {
+        let mut items = Vec::with_capacity(formats.len());
+        for f in formats {
+            let it = StrftimeItems::new(f)
+                .parse_to_owned()
+                .map_err(|_| format!("date format `{f}` is not a valid strftime format"))?;
+            items.push(it);
+        }
+        Ok(DateFormats {
+            items,
+            text: formats.to_vec(),
+        })
+    }
+}
+
 /// Parses `s` with the first of `formats` that accepts it.
-pub fn parse_date(s: &str, formats: &[String]) -> Option<NaiveDate> {
+pub fn parse_date(s: &str, formats: &DateFormats) -> Option<NaiveDate> {
     formats
+        .items
         .iter()
-        .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+        .find_map(|items| {
+            let mut p = Parsed::new();
+            chrono::format::parse(&mut p, s, items.iter()).ok()?;
+            p.to_naive_date().ok()
+        })
         .filter(|d| in_range(*d))
 }
 
 /// Formats a date the way patronload always emits it: `YYYY-MM-DDZ`.
 pub fn format_date(d: NaiveDate) -> String {
-    format!("{}Z", d.format("%Y-%m-%d"))
+    format!("{:04}-{:02}-{:02}Z", d.year(), d.month(), d.day())
 }
 
 #[cfg(test)]
@@ -319,10 +354,12 @@ mod tests {
 
     #[test]
     fn dates_parse_with_listed_formats_and_emit_with_zone() {
-        let f = vec!["%Y-%m-%d".to_string(), "%m/%d/%Y".to_string()];
+        let f = DateFormats::new(&["%Y-%m-%d".to_string(), "%m/%d/%Y".to_string()]).unwrap();
         assert_eq!(parse_date("07/18/1990", &f), Some(ymd(1990, 7, 18)));
         assert_eq!(parse_date("2027-13-45", &f), None);
         assert_eq!(parse_date("0099-01-01", &f), None);
         assert_eq!(format_date(ymd(2027, 6, 30)), "2027-06-30Z");
+        assert_eq!(format_date(ymd(1001, 1, 2)), "1001-01-02Z");
+        assert!(DateFormats::new(&["%Q".to_string()]).is_err());
     }
 }
