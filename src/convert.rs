@@ -4,9 +4,9 @@
 //! Stages are the modules of the crate, in order: [`crate::source`],
 //! [`crate::map`], [`crate::dedupe`], [`crate::xml`], [`crate::package`],
 //! [`crate::report`]. Two engines drive them: [`Engine::Reference`], a plain
-//! single-threaded loop, and [`Engine::Parallel`] (see [`crate::engine`]),
+//! single-threaded loop, and [`Engine::Parallel`] (the `engine` module),
 //! which must produce the same bytes for any thread count and shard size.
-//! Both feed one [`Emitter`], which owns every decision that depends on
+//! Both feed one `Emitter`, which owns every decision that depends on
 //! input order: identifier claims, record numbers, rejects, entry cuts.
 //!
 //! Nothing becomes visible in the output directory until everything has
