@@ -265,6 +265,13 @@ impl<'a> Compiler<'a> {
             }
             None
         };
+        if let (Some(d), false) = (&spec.default, is_date) {
+            if d.chars().count() > max_chars && !spec.truncate {
+                return Err(format!(
+                    "{label}: the default is longer than the {max_chars} characters Alma allows"
+                ));
+            }
+        }
         Ok(Getter {
             label,
             source,
@@ -639,7 +646,8 @@ impl Mapper {
             let mut present = false;
             for (part, g) in &a.parts {
                 if matches!(part, AddressPart::Line1 | AddressPart::City) {
-                    present |= !self.raw(&g.source, rec).trim().is_empty();
+                    let raw = self.raw(&g.source, rec);
+                    present |= !rules::strip_forbidden(&raw).0.trim().is_empty();
                 }
             }
             if !present {
