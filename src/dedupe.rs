@@ -52,9 +52,6 @@ enum Space {
     Exact,
 }
 
-/// A value as compared: its space and its compared form.
-type Key = (Space, String);
-
 /// One claimed value: its bytes in the arena and who holds it. Kept to
 /// 24 bytes because a run holds one per identifier of every user (two
 /// million for a million patrons).
@@ -115,35 +112,6 @@ impl IdSet {
         }
     }
 
-    /// The (space, key) pairs a value is looked up under, and those it is
-    /// inserted as.
-    fn keys(&self, value: &str, primary: bool) -> (Vec<Key>, Vec<Key>) {
-        let folded = crate::map::fold(value);
-        match (self.case, primary) {
-            (IdentifierCase::Insensitive, _) => (
-                vec![(Space::Folded, folded.clone())],
-                vec![(Space::Folded, folded)],
-            ),
-            (IdentifierCase::Sensitive, true) => (
-                vec![
-                    (Space::Folded, folded.clone()),
-                    (Space::FoldedAdditional, folded.clone()),
-                ],
-                vec![(Space::Folded, folded)],
-            ),
-            (IdentifierCase::Sensitive, false) => {
-                let exact = value.trim().to_string();
-                (
-                    vec![
-                        (Space::Exact, exact.clone()),
-                        (Space::Folded, folded.clone()),
-                    ],
-                    vec![(Space::Exact, exact), (Space::FoldedAdditional, folded)],
-                )
-            }
-        }
-    }
-
     fn hash(&self, space: Space, key: &str) -> u64 {
         self.hasher.hash_one((space as u8, key))
     }
@@ -189,47 +157,65 @@ impl IdSet {
         values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
         owner: Owner,
     ) -> Result<(), Conflict> {
-        let mut inserts = Vec::new();
+        // (id_type, space, key) to insert once every value is known free.
+        let mut inserts: Vec<(&str, Space, String)> = Vec::new();
         for (id_type, value, primary) in values {
-            let (lookups, ins) = self.keys(value, primary);
-            for (space, key) in &lookups {
-                if let Some(slot) = self.find(*space, key) {
-                    return Err(Conflict {
-                        id_type: id_type.to_string(),
-                        value: value.trim().to_string(),
-                        owner: self.owners[slot.owner as usize],
-                        owner_id_type: self.types[slot.id_type as usize].clone(),
-                    });
+            let folded = crate::map::fold(value);
+            let (hit, exact) = match (self.case, primary) {
+                (IdentifierCase::Insensitive, _) => (self.find(Space::Folded, &folded), None),
+                (IdentifierCase::Sensitive, true) => (
+                    self.find(Space::Folded, &folded)
+                        .or_else(|| self.find(Space::FoldedAdditional, &folded)),
+                    None,
+                ),
+                (IdentifierCase::Sensitive, false) => {
+                    let exact = value.trim().to_string();
+                    let hit = self
+                        .find(Space::Exact, &exact)
+                        .or_else(|| self.find(Space::Folded, &folded));
+                    (hit, Some(exact))
                 }
+            };
+            if let Some(slot) = hit {
+                return Err(Conflict {
+                    id_type: id_type.to_string(),
+                    value: value.trim().to_string(),
+                    owner: self.owners[slot.owner as usize],
+                    owner_id_type: self.types[slot.id_type as usize].clone(),
+                });
             }
-            inserts.push((id_type, ins));
+            match exact {
+                Some(exact) => {
+                    inserts.push((id_type, Space::Exact, exact));
+                    inserts.push((id_type, Space::FoldedAdditional, folded));
+                }
+                None => inserts.push((id_type, Space::Folded, folded)),
+            }
         }
         let owner_idx = self.owners.len() as u32;
         self.owners.push(owner);
-        for (id_type, ins) in inserts {
+        for (id_type, space, key) in inserts {
             let t = self.intern(id_type);
-            for (space, key) in ins {
-                // Values are at most 255 characters (longer ones were
-                // rejected when mapped), so their length fits easily.
-                let (start, len) = (self.arena.len() as u64, key.len() as u32);
-                self.arena.extend_from_slice(key.as_bytes());
-                let h = self.hash(space, &key);
-                let i = self.slots.len() as u32;
-                self.slots.push(Slot {
-                    start,
-                    len,
-                    id_type: t,
-                    space,
-                    owner: owner_idx,
-                });
-                let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-                self.table.insert_unique(h, i, |&j| {
-                    let s = &slots[j as usize];
-                    let k = &arena[s.start as usize..s.start as usize + s.len as usize];
-                    // Keys were valid UTF-8 when stored.
-                    hasher.hash_one((s.space as u8, std::str::from_utf8(k).unwrap_or_default()))
-                });
-            }
+            // Values are at most 255 characters (longer ones were rejected
+            // when mapped), so their length fits easily.
+            let (start, len) = (self.arena.len() as u64, key.len() as u32);
+            self.arena.extend_from_slice(key.as_bytes());
+            let h = self.hash(space, &key);
+            let i = self.slots.len() as u32;
+            self.slots.push(Slot {
+                start,
+                len,
+                id_type: t,
+                space,
+                owner: owner_idx,
+            });
+            let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
+            self.table.insert_unique(h, i, |&j| {
+                let s = &slots[j as usize];
+                let k = &arena[s.start as usize..s.start as usize + s.len as usize];
+                // Keys were valid UTF-8 when stored.
+                hasher.hash_one((s.space as u8, std::str::from_utf8(k).unwrap_or_default()))
+            });
         }
         Ok(())
     }

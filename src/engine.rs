@@ -35,8 +35,8 @@ enum Item {
     User {
         line: u64,
         xml_end: usize,
-        /// `(id_type, value, is_primary)` in claim order.
-        ids: Vec<(String, String, bool)>,
+        /// Its identifiers: `ids[prev..ids_end]` of the shard.
+        ids_end: usize,
         group: String,
         /// The primary id as the extract has it, when the profile changed
         /// it (rejects report the extract's form).
@@ -50,25 +50,31 @@ enum Item {
     },
 }
 
-/// What mapping one shard produced.
-struct ShardOut {
+/// What mapping one shard produced. Identifier values live in one text
+/// buffer per shard rather than a `String` each: the consumer reads them
+/// once, in order, and fewer allocations crossing threads keep the heap
+/// compact.
+struct ShardOut<'m> {
     file: u32,
     xml: Vec<u8>,
     items: Vec<Item>,
+    /// `(id_type, start, end, is_primary)`, values in `id_text`.
+    ids: Vec<(&'m str, usize, usize, bool)>,
+    id_text: String,
     stats: MapStats,
     first_seen: Option<usize>,
     next_start: Option<usize>,
 }
 
 /// Parses, maps and serializes the records of one shard.
-fn map_shard(
+fn map_shard<'m>(
     x: &Extract,
-    m: &Mapper,
+    m: &'m Mapper,
     shard: Shard,
     idx: usize,
     mut xml: Vec<u8>,
     setup_err: impl Fn(csv::Error) -> Error,
-) -> Result<ShardOut> {
+) -> Result<ShardOut<'m>> {
     // XML runs about 12 times the size of its CSV.
     xml.clear();
     xml.reserve(shard.end.saturating_sub(shard.start) * 12);
@@ -79,6 +85,8 @@ fn map_shard(
         file: idx as u32,
         xml,
         items: Vec::new(),
+        ids: Vec::new(),
+        id_text: String::new(),
         stats: MapStats::default(),
         first_seen: None,
         next_start: None,
@@ -87,15 +95,18 @@ fn map_shard(
         let item = match map_record(m, &rec, &mut spare, &mut out.stats) {
             Ok(user) => {
                 xml::write_user(&mut out.xml, &user);
-                let raw = m.report_id(&rec.fields);
                 let mapped = user.get(crate::model::UserField::PrimaryId).unwrap_or("");
+                for (t, v, p) in id_values(&user) {
+                    let start = out.id_text.len();
+                    out.id_text.push_str(v);
+                    out.ids
+                        .push((m.id_type_name(t), start, out.id_text.len(), p));
+                }
                 Item::User {
-                    raw_id: (raw != mapped).then_some(raw),
+                    raw_id: m.report_id_if_changed(&rec.fields, mapped),
                     line: rec.line,
                     xml_end: out.xml.len(),
-                    ids: id_values(&user)
-                        .map(|(t, v, p)| (t.to_string(), v.to_string(), p))
-                        .collect(),
+                    ids_end: out.ids.len(),
                     group: xml::group_of(&user).to_string(),
                 }
             }
@@ -291,22 +302,25 @@ fn consume(
     submit: &mut impl FnMut(&mut Emitter, Vec<u8>, u64) -> Result<()>,
 ) -> Result<Vec<u8>> {
     em.stats.merge(out.stats);
-    let mut prev_end = 0;
+    let (mut prev_end, mut prev_ids) = (0, 0);
     for item in out.items {
         let number = em.next_number();
         match item {
             Item::User {
                 line,
                 xml_end,
-                ids,
+                ids_end,
                 group,
                 raw_id,
             } => {
+                let ids = &out.ids[prev_ids..ids_end];
+                prev_ids = ids_end;
                 let owner = Owner {
                     file: out.file,
                     line,
                 };
-                let values = ids.iter().map(|(t, v, p)| (t.as_str(), v.as_str(), *p));
+                let text = out.id_text.as_str();
+                let values = ids.iter().map(|&(t, a, b, p)| (t, &text[a..b], p));
                 match em.claim(values, owner) {
                     Ok(()) => {
                         if let Some((doc, users)) = em.accept(&out.xml[prev_end..xml_end], &group) {
@@ -314,7 +328,7 @@ fn consume(
                         }
                     }
                     Err(fail) => {
-                        let mapped = ids.iter().find(|i| i.2).map_or("", |i| i.1.as_str());
+                        let mapped = ids.iter().find(|i| i.3).map_or("", |i| &text[i.1..i.2]);
                         let primary = raw_id.as_deref().unwrap_or(mapped);
                         em.reject(out.file, line, number, primary, &fail)?;
                     }

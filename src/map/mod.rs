@@ -564,6 +564,34 @@ impl Mapper {
         rules::strip_forbidden(raw.trim()).0.into_owned()
     }
 
+    /// [`Mapper::report_id`], but only when it differs from `mapped` (the
+    /// primary id the user got); the common case, a plain column the
+    /// profile left alone, costs a comparison and no allocation.
+    pub fn report_id_if_changed(&self, rec: &csv::ByteRecord, mapped: &str) -> Option<String> {
+        if let Some((_, g)) = self.fields.iter().find(|(f, _)| *f == UserField::PrimaryId) {
+            if let Source::Column(i) = g.source {
+                if rec.get(i).map(|b| b.trim_ascii()) == Some(mapped.as_bytes()) {
+                    return None;
+                }
+            }
+        }
+        let raw = self.report_id(rec);
+        (raw != mapped).then_some(raw)
+    }
+
+    /// `t` as a name owned by the mapper (`primary_id` or an identifier
+    /// type of the profile), so per-record results can borrow it.
+    pub fn id_type_name<'m>(&'m self, t: &str) -> &'m str {
+        if t == "primary_id" {
+            return "primary_id";
+        }
+        self.identifiers
+            .iter()
+            .map(|i| i.id_type.as_str())
+            .find(|&n| n == t)
+            .unwrap_or("?")
+    }
+
     /// How identifiers compare for uniqueness.
     pub fn identifier_case(&self) -> IdentifierCase {
         self.identifier_case
