@@ -142,8 +142,9 @@ pub(crate) fn run(
         .map_err(|e| Error::Usage(format!("cannot start {threads} threads: {e}")))?;
     // Documents being compressed or waiting to be placed: each holds an
     // uncompressed XML document (≈ 40 MB at 20,000 users), so they are
-    // what bounds memory.
-    let tokens = threads.max(1);
+    // what bounds memory. Compression is under half of the CPU a record
+    // costs, so half the threads compressing keeps the others mapping.
+    let tokens = (threads / 2).max(1);
     let (tok_tx, tok_rx) = bounded::<()>(tokens);
     for _ in 0..tokens {
         // The channel has room for every token.
