@@ -92,6 +92,14 @@ pub struct Entry {
     users: u64,
 }
 
+impl Entry {
+    /// Size of the one-entry zip in memory (compressed data plus its zip
+    /// headers), for measurements.
+    pub fn zip_len(&self) -> usize {
+        self.zip.len()
+    }
+}
+
 /// Compresses one complete XML document into a one-entry zip in memory.
 /// Pure and deterministic, so entries can be compressed on any thread.
 pub fn compress_entry(xml: &[u8], users: u64, level: u32, mtime: zip::DateTime) -> Result<Entry> {
