@@ -70,7 +70,9 @@ fn entries(dir: &PathBuf) -> Result<Vec<Vec<u8>>, String> {
         let f = File::open(z).map_err(|e| format!("{}: {e}", z.display()))?;
         let mut ar = zip::ZipArchive::new(f).map_err(|e| format!("{}: {e}", z.display()))?;
         for i in 0..ar.len() {
-            let mut e = ar.by_index(i).map_err(|e| format!("{}: {e}", z.display()))?;
+            let mut e = ar
+                .by_index(i)
+                .map_err(|e| format!("{}: {e}", z.display()))?;
             let mut xml = Vec::with_capacity(e.size() as usize);
             e.read_to_end(&mut xml)
                 .map_err(|e| format!("{}: {e}", z.display()))?;

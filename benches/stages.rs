@@ -1,0 +1,138 @@
+//! Per-stage throughput of the pipeline on a generated extract, in input
+//! bytes (parse, map+serialize, dedupe) or XML bytes (compress), so a
+//! regression shows up in the stage that caused it. `scripts/bench` gives
+//! the end-to-end figures these add up to.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use patronload::dedupe::{IdSet, Owner};
+use patronload::gen::{generate, GenOptions};
+use patronload::map::Mapper;
+use patronload::model::User;
+use patronload::package::{compress_entry, zip_time};
+use patronload::profile::{IdentifierCase, Profile};
+use patronload::report::MapStats;
+use patronload::source::{Dialect, Extract, RawRecord};
+use patronload::xml;
+
+/// Rows per iteration: big enough that per-call setup is noise.
+const ROWS: u64 = 20_000;
+
+struct Fixture {
+    csv: Vec<u8>,
+    profile: Profile,
+}
+
+fn fixture() -> Fixture {
+    let mut csv = Vec::new();
+    let opts = GenOptions {
+        rows: ROWS,
+        seed: 3,
+        ..GenOptions::default()
+    };
+    generate(&opts, &mut csv, std::io::sink()).expect("generate");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profile = Profile::load(&root.join("examples/students.toml")).expect("profile");
+    Fixture { csv, profile }
+}
+
+fn as_of() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 24).expect("date")
+}
+
+/// Every record of the extract, parsed.
+fn parse_all(x: &Extract<'_>) -> Vec<RawRecord> {
+    let mut rdr = x.reader(x.whole());
+    let mut out = Vec::new();
+    let mut rec = RawRecord::new();
+    let mut n = 1;
+    while rdr.next_record(n, &mut rec).expect("parse") {
+        out.push(rec.clone());
+        n += 1;
+    }
+    out
+}
+
+fn map_one(m: &Mapper, rec: &RawRecord, stats: &mut MapStats) -> Option<User> {
+    let mut fields = Vec::new();
+    m.decode(&rec.fields, &mut fields).ok()?;
+    m.map(&fields, stats).ok()
+}
+
+fn stages(c: &mut Criterion) {
+    let fx = fixture();
+    let dialect = Dialect::new(&fx.profile.input).expect("dialect");
+    let x = Extract::open(Path::new("bench.csv"), 0, &fx.csv, &dialect).expect("open");
+    let mapper = Mapper::new(&fx.profile, &x.columns, as_of()).expect("mapper");
+    let records = parse_all(&x);
+    let mut stats = MapStats::default();
+    let users: Vec<User> = records
+        .iter()
+        .filter_map(|r| map_one(&mapper, r, &mut stats))
+        .collect();
+    let mut doc = Vec::new();
+    for u in &users {
+        xml::write_user(&mut doc, u);
+    }
+
+    let mut g = c.benchmark_group("stages");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(fx.csv.len() as u64));
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut rdr = x.reader(x.whole());
+            let mut rec = RawRecord::new();
+            let mut n = 1;
+            while rdr.next_record(n, &mut rec).expect("parse") {
+                n += 1;
+            }
+            black_box(n)
+        })
+    });
+    g.bench_function("map_serialize", |b| {
+        let mut out = Vec::with_capacity(doc.len());
+        b.iter(|| {
+            out.clear();
+            let mut stats = MapStats::default();
+            for r in &records {
+                if let Some(u) = map_one(&mapper, r, &mut stats) {
+                    xml::write_user(&mut out, &u);
+                }
+            }
+            black_box(out.len())
+        })
+    });
+    g.bench_function("dedupe", |b| {
+        b.iter(|| {
+            let mut ids = IdSet::new(IdentifierCase::Insensitive);
+            let mut taken = 0u32;
+            for (i, u) in users.iter().enumerate() {
+                let owner = Owner {
+                    file: 0,
+                    line: i as u64,
+                };
+                taken += ids.claim(u, owner).is_err() as u32;
+            }
+            black_box(taken)
+        })
+    });
+    g.throughput(Throughput::Bytes(doc.len() as u64));
+    let mtime = zip_time(as_of());
+    for level in [1u32, 6] {
+        g.bench_with_input(BenchmarkId::new("compress", level), &level, |b, &l| {
+            b.iter(|| {
+                black_box(
+                    compress_entry(&doc, 0, l, mtime)
+                        .expect("compress")
+                        .zip_len(),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
