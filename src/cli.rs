@@ -35,8 +35,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// Profile (TOML) describing the extract layout and the mapping.
-    #[arg(long, value_name = "PROFILE.toml")]
-    pub profile: PathBuf,
+    #[arg(long, value_name = "PROFILE.toml", required_unless_present = "job")]
+    pub profile: Option<PathBuf>,
+    /// Job file (TOML) listing several sources, each with its profile and
+    /// inputs, converted into one package with one user per person
+    /// (see docs/job.md). Replaces --profile and INPUT.
+    #[arg(long, value_name = "JOB.toml", conflicts_with_all = ["profile", "inputs"])]
+    pub job: Option<PathBuf>,
     /// Output directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -85,6 +90,6 @@ pub struct ConvertArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Extract files of the profile's layout, processed in this order.
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 }

@@ -114,7 +114,7 @@ fn profile_err(opts: &ConvertOptions, message: String) -> Error {
     }
 }
 
-fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
+pub(crate) fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".patronload-")
         .suffix(suffix)
@@ -196,10 +196,12 @@ pub(crate) struct Emitter<'o> {
     users_by_group: BTreeMap<String, u64>,
     files: Vec<InputInfo>,
     file_start: u64,
+    /// Records represented by another record of the same person (jobs).
+    pub(crate) superseded: u64,
 }
 
 impl<'o> Emitter<'o> {
-    fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
+    pub(crate) fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
         let rejects_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
         let f = rejects_tmp
             .reopen()
@@ -220,6 +222,7 @@ impl<'o> Emitter<'o> {
             users_by_group: BTreeMap::new(),
             files: Vec::new(),
             file_start: 0,
+            superseded: 0,
         })
     }
 
@@ -227,6 +230,23 @@ impl<'o> Emitter<'o> {
     pub(crate) fn next_number(&mut self) -> u64 {
         self.read += 1;
         self.read
+    }
+
+    /// Sets how identifiers are compared, before the first claim.
+    pub(crate) fn set_identifier_case(&mut self, case: crate::profile::IdentifierCase) {
+        self.ids = Some(IdSet::new(case));
+    }
+
+    /// Claims identifier values (first wins, in call order), returning
+    /// the collision itself for callers that word their own reject.
+    pub(crate) fn claim_conflict<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
+        owner: Owner,
+    ) -> std::result::Result<(), Conflict> {
+        self.ids
+            .get_or_insert_with(Default::default)
+            .claim_values(values, owner)
     }
 
     /// Claims a mapped user's identifiers (first wins, in call order).
@@ -302,7 +322,7 @@ impl<'o> Emitter<'o> {
     }
 }
 
-fn rej_err(e: csv::Error) -> Error {
+pub(crate) fn rej_err(e: csv::Error) -> Error {
     Error::io(REJECTS_FILE, e.into())
 }
 
@@ -344,22 +364,33 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
         .prefix
         .clone()
         .unwrap_or_else(|| opts.profile.output.prefix.clone());
+    check_prefix(&prefix).map_err(|m| profile_err(opts, m))?;
+    let dialect = Dialect::new(&opts.profile.input)
+        .map_err(|m| profile_err(opts, format!("[input]: {m}")))?;
+    check_engine(opts.engine)?;
+    in_out_dir(&opts.out_dir, || run_and_publish(opts, dialect, &prefix))
+}
+
+/// Checks an output name prefix.
+pub(crate) fn check_prefix(prefix: &str) -> std::result::Result<(), String> {
     if prefix.is_empty()
         || !prefix
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return Err(profile_err(
-            opts,
-            format!("output prefix `{prefix}` must be letters, digits, `_` or `-`"),
+        return Err(format!(
+            "output prefix `{prefix}` must be letters, digits, `_` or `-`"
         ));
     }
-    let dialect = Dialect::new(&opts.profile.input)
-        .map_err(|m| profile_err(opts, format!("[input]: {m}")))?;
+    Ok(())
+}
+
+/// Refuses zero threads or shard bytes.
+pub(crate) fn check_engine(engine: Engine) -> Result<()> {
     if let Engine::Parallel {
         threads,
         shard_bytes,
-    } = opts.engine
+    } = engine
     {
         if threads == 0 || shard_bytes == 0 {
             return Err(Error::Usage(
@@ -367,13 +398,19 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
             ));
         }
     }
-    let created = !opts.out_dir.exists();
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let result = run_and_publish(opts, dialect, &prefix);
+    Ok(())
+}
+
+/// Runs `f` with `dir` created; if `f` fails and the directory was
+/// created for it, removes it again.
+pub(crate) fn in_out_dir<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let result = f();
     if result.is_err() && created {
         // Temporary files are gone by now; leave no empty directory
         // behind either. Fails harmlessly if anything else is in it.
-        let _ = std::fs::remove_dir(&opts.out_dir);
+        let _ = std::fs::remove_dir(dir);
     }
     result
 }
@@ -394,7 +431,17 @@ fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Res
             shard_bytes,
         } => crate::engine::run(&mut setup, &mut em, placer, threads, shard_bytes)?,
     };
-    finish(opts, em, parts, prefix)
+    finish(opts, em, parts, prefix, Extras::default())
+}
+
+/// What a job run adds to [`finish`]: its report file and summary part.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Extra reports (temporary file, published name), published after
+    /// the zips and before the summary.
+    pub(crate) files: Vec<(NamedTempFile, &'static str)>,
+    /// The person-matching summary.
+    pub(crate) job: Option<crate::report::JobSummary>,
 }
 
 /// The reference engine: every stage on the calling thread, in order.
@@ -456,11 +503,12 @@ pub(crate) fn csv_err(opts: &ConvertOptions, idx: usize, e: csv::Error) -> Error
 }
 
 /// Checks the books, writes the summary and publishes everything.
-fn finish(
+pub(crate) fn finish(
     opts: &ConvertOptions,
     em: Emitter,
     parts: Vec<Finished>,
     prefix: &str,
+    extras: Extras,
 ) -> Result<Outcome> {
     let Emitter {
         mut rejects,
@@ -472,6 +520,7 @@ fn finish(
         rejected_by_reason,
         users_by_group,
         files,
+        superseded,
         ..
     } = em;
     if read == 0 {
@@ -481,10 +530,16 @@ fn finish(
             message: "no records in the input; refusing to publish an empty load".into(),
         });
     }
-    if read != written + rejected {
+    if read != written + rejected + superseded {
         return Err(Error::Invariant(format!(
-            "records read ({read}) != users written ({written}) + rejected ({rejected})"
+            "records read ({read}) != users written ({written}) + rejected ({rejected}) \
+             + superseded ({superseded})"
         )));
+    }
+    if extras.job.as_ref().map_or(0, |j| j.superseded) != superseded {
+        return Err(Error::Invariant(
+            "superseded records do not match the person decisions".into(),
+        ));
     }
     if rejected_by_reason.values().sum::<u64>() != rejected {
         return Err(Error::Invariant("rejects by reason do not add up".into()));
@@ -523,6 +578,7 @@ fn finish(
         map: stats,
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),
+        job: extras.job,
     };
     let mut summary_tmp = hidden_temp(&opts.out_dir, ".json.tmp")?;
     let mut json = serde_json::to_vec_pretty(&summary)
@@ -548,7 +604,10 @@ fn finish(
         published.push(dest);
     }
     let removed_stale = remove_stale_parts(&opts.out_dir, prefix, summary.zips.len())?;
-    for (tmp, name) in [(rejects_tmp, REJECTS_FILE), (summary_tmp, SUMMARY_FILE)] {
+    let reports = std::iter::once((rejects_tmp, REJECTS_FILE))
+        .chain(extras.files)
+        .chain(std::iter::once((summary_tmp, SUMMARY_FILE)));
+    for (tmp, name) in reports {
         let dest = opts.out_dir.join(name);
         readable(tmp.as_file(), &dest)?;
         tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;

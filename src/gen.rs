@@ -633,6 +633,109 @@ fn pick_kind(
 
 /// A uniform index below `len` (> 0), drawn as `u64` so the stream does
 /// not depend on the width of `usize`.
+/// The header of the synthetic HR extract [`generate_employees`] writes
+/// (the layout of `examples/job/employees.toml`).
+pub const EMPLOYEE_HEADER: [&str; 9] = [
+    "EMPLOYEE_ID",
+    "BARCODE",
+    "LAST",
+    "FIRST",
+    "EMP_CLASS",
+    "EMAIL",
+    "PHONE",
+    "DEPT",
+    "END_DATE",
+];
+
+/// Employee classes and their weights: faculty, staff, graduate
+/// assistants (who are GRAD patrons, like graduate students).
+const EMP_CLASSES: &[(&str, u32)] = &[("FAC", 30), ("STF", 60), ("GRA", 10)];
+
+/// What [`generate_employees`] writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmployeeOptions {
+    /// Employee records.
+    pub rows: u64,
+    /// Seed of the random generator.
+    pub seed: u64,
+    /// Records of the student extract the employees may overlap with (its
+    /// EMPLIDs are `S` + the record number, as [`generate`] writes them).
+    pub students: u64,
+    /// Fraction of employees who are also students: their `EMPLOYEE_ID` is
+    /// a student's EMPLID (the same student may be picked twice).
+    pub overlap: f64,
+    /// Fraction of the other employees whose barcode is a student's: a
+    /// different person holding a taken identifier.
+    pub collide: f64,
+}
+
+/// Writes a synthetic HR extract ([`EMPLOYEE_HEADER`]) that overlaps a
+/// student extract made by [`generate`], for multi-feed jobs. Employees
+/// who are not students get `E` + the record number; every employee gets a
+/// fresh `29990…` barcode unless chosen to collide. Returns the rows
+/// written.
+pub fn generate_employees<W: Write>(opts: &EmployeeOptions, out: W) -> io::Result<u64> {
+    let rate_ok = |r: f64| r.is_finite() && (0.0..=1.0).contains(&r);
+    if !rate_ok(opts.overlap) || !rate_ok(opts.collide) || opts.students == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "overlap and collide must be within 0..=1, with at least one student",
+        ));
+    }
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out);
+    out.write_record(EMPLOYEE_HEADER)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let (mut id, mut barcode, mut email) = (Vec::new(), Vec::new(), Vec::new());
+    for rec in 1..=opts.rows {
+        id.clear();
+        barcode.clear();
+        email.clear();
+        let student = rng
+            .random_bool(opts.overlap)
+            .then(|| 1 + pick_index(&mut rng, opts.students as usize) as u64);
+        match student {
+            Some(n) => push_emplid(&mut id, n, false),
+            None => {
+                id.push(b'E');
+                push_num(&mut id, rec, 7);
+            }
+        }
+        if student.is_none() && rng.random_bool(opts.collide) {
+            push_barcode(
+                &mut barcode,
+                1 + pick_index(&mut rng, opts.students as usize) as u64,
+            );
+        } else {
+            barcode.extend_from_slice(b"29990");
+            push_num(&mut barcode, rec, 9);
+        }
+        let (first, last) = (pick(&mut rng, FIRST), pick(&mut rng, LAST));
+        email.extend_from_slice(first.1.as_bytes());
+        email.push(b'.');
+        email.extend_from_slice(last.1.as_bytes());
+        email.push(b'.');
+        push_num(&mut email, rec, 7);
+        email.extend_from_slice(b"@staff.example.edu");
+        let class = pick_weighted(&mut rng, EMP_CLASSES);
+        let dept = pick(&mut rng, DEPTS);
+        out.write_record([
+            &id[..],
+            &barcode,
+            last.0.as_bytes(),
+            first.0.as_bytes(),
+            class.as_bytes(),
+            &email,
+            b"",
+            dept.as_bytes(),
+            b"",
+        ])?;
+    }
+    out.flush()?;
+    Ok(opts.rows)
+}
+
 fn pick_index(rng: &mut ChaCha8Rng, len: usize) -> usize {
     rng.random_range(0..len as u64) as usize
 }

@@ -12,7 +12,8 @@
 //! 5. [`package`]: XML entries → zip parts within Alma's limits;
 //! 6. [`report`]: `rejects.csv` and `summary.json`.
 //!
-//! [`convert::convert`] runs them in order and publishes the results
+//! [`convert::convert`] runs them in order for one feed; [`job::convert_job`]
+//! runs several feeds into one package with one user per person. Both publish their results
 //! atomically. The library never prints: the binary decides what the user
 //! sees.
 #![deny(missing_docs)]
@@ -24,6 +25,7 @@ mod engine;
 pub mod error;
 pub mod gen;
 pub mod input;
+pub mod job;
 pub mod map;
 pub mod model;
 pub mod package;

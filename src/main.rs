@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Parser;
 use patronload::convert::{convert, ConvertOptions, Engine, Outcome};
 use patronload::input::MmapChoice;
+use patronload::job::{convert_job, Job, JobOptions};
 use patronload::package::Limits;
 use patronload::profile::Profile;
 
@@ -23,33 +24,53 @@ fn main() -> ExitCode {
 
 fn run_convert(args: ConvertArgs) -> ExitCode {
     let started = Instant::now();
-    let result = Profile::load(&args.profile).and_then(|profile| {
-        let opts = ConvertOptions {
-            profile_path: args.profile.clone(),
-            profile,
-            inputs: args.inputs.clone(),
-            out_dir: args.out.clone(),
-            as_of: args
-                .as_of
-                .unwrap_or_else(|| chrono::Local::now().date_naive()),
-            limits: Limits {
-                users_per_file: args.users_per_file,
-                files_per_zip: args.files_per_zip,
-                max_zip_bytes: args.max_zip_bytes.as_u64(),
-                max_total_bytes: args.max_total_bytes.as_u64(),
-                compression_level: args.compression_level,
-            },
-            reject_threshold_percent: args.max_reject_rate,
-            prefix: args.prefix.clone(),
-            engine: engine(&args),
-            mmap: if args.no_mmap {
-                MmapChoice::Never
-            } else {
-                MmapChoice::Auto
-            },
-        };
-        convert(&opts)
-    });
+    let as_of = args
+        .as_of
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let limits = Limits {
+        users_per_file: args.users_per_file,
+        files_per_zip: args.files_per_zip,
+        max_zip_bytes: args.max_zip_bytes.as_u64(),
+        max_total_bytes: args.max_total_bytes.as_u64(),
+        compression_level: args.compression_level,
+    };
+    let mmap = if args.no_mmap {
+        MmapChoice::Never
+    } else {
+        MmapChoice::Auto
+    };
+    let result = match (&args.job, &args.profile) {
+        (Some(job), _) => Job::load(job).and_then(|job| {
+            convert_job(&JobOptions {
+                job,
+                out_dir: args.out.clone(),
+                as_of,
+                limits,
+                reject_threshold_percent: args.max_reject_rate,
+                prefix: args.prefix.clone(),
+                engine: engine(&args),
+                mmap,
+            })
+        }),
+        (None, Some(profile)) => Profile::load(profile).and_then(|p| {
+            convert(&ConvertOptions {
+                profile_path: profile.clone(),
+                profile: p,
+                inputs: args.inputs.clone(),
+                out_dir: args.out.clone(),
+                as_of,
+                limits,
+                reject_threshold_percent: args.max_reject_rate,
+                prefix: args.prefix.clone(),
+                engine: engine(&args),
+                mmap,
+            })
+        }),
+        // clap requires one of the two.
+        (None, None) => Err(patronload::Error::Usage(
+            "give --profile with inputs, or --job".into(),
+        )),
+    };
     match result {
         Ok(outcome) => {
             let exceeded = outcome.summary.reject_threshold_exceeded;
@@ -122,6 +143,15 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
             z.users,
             z.bytes,
             z.entries.len()
+        );
+    }
+    if let Some(j) = &s.job {
+        eprintln!(
+            "  people in more than one record: {} ({} records superseded, {} values merged; see {})",
+            j.people_matched,
+            j.superseded,
+            j.merged_values,
+            patronload::job::DUPLICATES_FILE
         );
     }
     for p in &o.removed_stale {

@@ -202,4 +202,38 @@ pub struct Summary {
     pub users_by_group: BTreeMap<String, u64>,
     /// The zips, in name order.
     pub zips: Vec<ZipInfo>,
+    /// Person matching across the feeds of a job (`convert --job`); absent
+    /// in a single-profile run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSummary>,
+}
+
+/// One source of a job and its share of the records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    /// The source's name in the job file.
+    pub name: String,
+    /// Records read from its inputs.
+    pub records: u64,
+    /// Users written that came from it.
+    pub users_written: u64,
+}
+
+/// The person-matching part of `summary.json` (rows of `duplicates.csv`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobSummary {
+    /// What records are matched on: `primary_id` or an identifier type.
+    pub match_on: String,
+    /// The sources in job order.
+    pub sources: Vec<SourceInfo>,
+    /// People with more than one record.
+    pub people_matched: u64,
+    /// Records not written because a record of higher precedence
+    /// represents the same person (= rows of `duplicates.csv`). Records
+    /// read = users written + rejected + superseded.
+    pub superseded: u64,
+    /// Superseded records by the rule that decided.
+    pub decided_by: BTreeMap<String, u64>,
+    /// Values merged from superseded records into their winners.
+    pub merged_values: u64,
 }

@@ -13,3 +13,5 @@ mod generated;
 mod peer;
 // Parallel engine = reference engine, byte for byte.
 mod determinism;
+// Several feeds, one user per person (convert --job).
+mod job;
