@@ -67,7 +67,7 @@ pub struct Decision {
     pub losers: Vec<(usize, Rule)>,
 }
 
-/// The outcome of [`decide`].
+/// The outcome of [`decide()`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decisions {
     /// For each candidate, whether it represents its person (also true for

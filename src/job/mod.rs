@@ -4,7 +4,7 @@
 //! Alma keeps one user per person and rejects the second record of anyone
 //! in two feeds, so the choice of which record represents a person is made
 //! here, declared in the job file and explained in `duplicates.csv`: by
-//! user-group rank, then source order, then input order ([`decide`]).
+//! user-group rank, then source order, then input order ([`mod@decide`]).
 //! Identifier collisions between *different* people are still rejected,
 //! first wins in output order, exactly as in a single feed.
 //!
