@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use tempfile::NamedTempFile;
 
+use crate::decode::Text;
 use crate::dedupe::{Conflict, IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::input::{Input, MmapChoice};
@@ -30,7 +31,7 @@ use crate::model::User;
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
 use crate::report::{Fail, InputInfo, MapStats, Reason, Summary, REJECT_HEADER};
-use crate::source::{Dialect, Extract, RawRecord};
+use crate::source::{decode_input, Dialect, Extract, RawRecord};
 use crate::xml;
 
 /// Which engine runs the stages.
@@ -136,16 +137,21 @@ impl<'o> Setup<'o> {
         Input::open(&self.opts.inputs[idx], self.opts.mmap)
     }
 
-    /// Opens the extract in `input`, compiling the mapper against the
+    /// Decodes input `idx` to UTF-8 (borrowing when it already is).
+    pub(crate) fn decode<'a>(&self, idx: usize, input: &'a Input) -> Result<Text<'a>> {
+        decode_input(&self.opts.inputs[idx], input.bytes(), &self.dialect)
+    }
+
+    /// Opens the extract in `text`, compiling the mapper against the
     /// first input's columns; later inputs must have the same columns.
     pub(crate) fn extract<'a>(
         &mut self,
         idx: usize,
-        input: &'a Input,
+        text: &'a Text<'_>,
         em: &mut Emitter,
     ) -> Result<Extract<'a>> {
         let path = &self.opts.inputs[idx];
-        let x = Extract::open(path, idx as u32, input.bytes(), &self.dialect)?;
+        let x = Extract::open_text(path, idx as u32, text, &self.dialect)?;
         let m = match self.mapper.take() {
             Some(m) => {
                 if m.columns() != x.columns.as_slice() {
@@ -263,6 +269,12 @@ impl<'o> Emitter<'o> {
         fail: &Fail,
     ) -> Result<()> {
         let path = self.inputs[file as usize].display().to_string();
+        // A broken record's "id" may be a swallowed paragraph: keep the
+        // report readable.
+        let primary_id = match primary_id.char_indices().nth(REPORT_ID_CHARS) {
+            Some((cut, _)) => &primary_id[..cut],
+            None => primary_id,
+        };
         self.rejects
             .write_record([
                 path.as_str(),
@@ -306,14 +318,23 @@ fn rej_err(e: csv::Error) -> Error {
     Error::io(REJECTS_FILE, e.into())
 }
 
+/// The most characters of a primary id `rejects.csv` reports.
+const REPORT_ID_CHARS: usize = 255;
+
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
-/// borrowed field list.
+/// borrowed field list. A record the reader already failed is rejected
+/// with the reader's reason.
 pub(crate) fn map_record(
     m: &Mapper,
     rec: &RawRecord,
     spare: &mut Vec<&'static str>,
     stats: &mut MapStats,
 ) -> std::result::Result<User, Fail> {
+    stats.blank_lines += rec.blank_before;
+    stats.invalid_bytes_replaced += rec.replaced;
+    if let Some(f) = &rec.fail {
+        return Err(f.clone());
+    }
     let mut fields = recycle(std::mem::take(spare));
     let result = m
         .decode(&rec.fields, &mut fields)
@@ -406,7 +427,8 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
     let mut stats = MapStats::default();
     for idx in 0..setup.opts.inputs.len() {
         let input = setup.open(idx)?;
-        let x = setup.extract(idx, &input, em)?;
+        let text = setup.decode(idx, &input)?;
+        let x = setup.extract(idx, &text, em)?;
         let m = setup.mapper()?;
         let mut rdr = x.reader(x.whole());
         loop {
@@ -437,6 +459,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                 }
             }
         }
+        stats.blank_lines += rdr.trailing_blank();
         em.end_file(idx);
     }
     em.stats.merge(stats);

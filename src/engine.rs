@@ -118,6 +118,7 @@ fn map_shard<'m>(
         };
         out.items.push(item);
     }
+    out.stats.blank_lines += rdr.trailing_blank();
     out.first_seen = rdr.first_seen();
     out.next_start = rdr.next_start();
     Ok(out)
@@ -182,7 +183,8 @@ pub(crate) fn run(
         let consumed = (|| -> Result<()> {
             for idx in 0..setup.opts.inputs.len() {
                 let input = setup.open(idx)?;
-                let x = setup.extract(idx, &input, em)?;
+                let text = setup.decode(idx, &input)?;
+                let x = setup.extract(idx, &text, em)?;
                 let m = setup.mapper()?;
                 pool.in_place_scope(|scope| {
                     run_file(

@@ -16,7 +16,9 @@ use serde::Serialize;
 pub enum Reason {
     /// The record has more or fewer fields than the header.
     FieldCount,
-    /// A field the profile uses is not valid in the declared encoding.
+    /// The record holds bytes invalid in the declared encoding
+    /// (`invalid_bytes = "reject"`), or a column the profile uses is not
+    /// valid UTF-8.
     InvalidEncoding,
     /// A mandatory field is empty.
     MissingField,
@@ -30,6 +32,19 @@ pub enum Reason {
     DuplicateId,
     /// The identifier Alma's profile matches on is missing.
     MissingMatchId,
+    /// A quote opened and never closed: the record ran past
+    /// `max_record_lines` (or to the end of the file); reading resumed on
+    /// the line after its start.
+    UnbalancedQuote,
+    /// The record is longer than `max_record_bytes`.
+    RecordTooLong,
+    /// A field is longer than `max_field_bytes`.
+    FieldTooLong,
+    /// The record holds a NUL byte (often a UTF-16 file read as UTF-8).
+    NulByte,
+    /// The record repeats the header row (files concatenated with their
+    /// headers).
+    HeaderRow,
 }
 
 impl Reason {
@@ -44,6 +59,11 @@ impl Reason {
             Reason::TooLong => "too_long",
             Reason::DuplicateId => "duplicate_id",
             Reason::MissingMatchId => "missing_match_id",
+            Reason::UnbalancedQuote => "unbalanced_quote",
+            Reason::RecordTooLong => "record_too_long",
+            Reason::FieldTooLong => "field_too_long",
+            Reason::NulByte => "nul_byte",
+            Reason::HeaderRow => "header_row",
         }
     }
 }
@@ -111,12 +131,30 @@ pub struct MapStats {
     pub truncated: BTreeMap<String, u64>,
     /// Characters XML 1.0 forbids, removed from values.
     pub forbidden_chars_removed: u64,
+    /// Characters XML 1.0 forbids, replaced with U+FFFD
+    /// (`forbidden_chars = "replace"`).
+    pub forbidden_chars_replaced: u64,
+    /// Byte sequences invalid in the declared encoding, replaced with
+    /// U+FFFD (`invalid_bytes = "replace"`), in records read.
+    pub invalid_bytes_replaced: u64,
+    /// Blank lines skipped (they are not records).
+    pub blank_lines: u64,
 }
 
 impl MapStats {
     /// Counts one dropped segment of `kind`.
     pub fn drop_segment(&mut self, kind: &str) {
         *self.dropped_segments.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Counts `n` forbidden characters removed or, with `replaced`,
+    /// replaced.
+    pub fn count_forbidden(&mut self, n: u64, replaced: bool) {
+        if replaced {
+            self.forbidden_chars_replaced += n;
+        } else {
+            self.forbidden_chars_removed += n;
+        }
     }
 
     /// Counts one unknown `code` seen in `field`.
@@ -144,6 +182,9 @@ impl MapStats {
             *self.truncated.entry(k).or_default() += v;
         }
         self.forbidden_chars_removed += other.forbidden_chars_removed;
+        self.forbidden_chars_replaced += other.forbidden_chars_replaced;
+        self.invalid_bytes_replaced += other.invalid_bytes_replaced;
+        self.blank_lines += other.blank_lines;
     }
 }
 

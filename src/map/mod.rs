@@ -18,7 +18,8 @@ use crate::model::{
     Address, AddressPart, Email, Identifier, Note, Phone, Statistic, User, UserField,
 };
 use crate::profile::{
-    CaseRule, FieldSpec, IdentifierCase, Profile, TableSpec, TypeSpec, UnknownPolicy,
+    CaseRule, FieldSpec, ForbiddenChars, IdentifierCase, Profile, RaggedRows, TableSpec, TypeSpec,
+    UnknownPolicy,
 };
 use crate::report::{Fail, MapStats, Reason};
 use rules::{DateRule, Piece};
@@ -142,6 +143,10 @@ pub struct Mapper {
     match_id: MatchId,
     identifier_case: IdentifierCase,
     as_of: NaiveDate,
+    /// `ragged_rows = "pad"`.
+    pad_ragged: bool,
+    /// `forbidden_chars = "replace"`.
+    replace_forbidden: bool,
 }
 
 /// Compiles getters; collects the column indices they use.
@@ -535,6 +540,8 @@ impl Mapper {
             match_id,
             identifier_case: profile.rules.identifier_case,
             as_of,
+            pad_ragged: profile.input.ragged_rows == RaggedRows::Pad,
+            replace_forbidden: profile.input.forbidden_chars == ForbiddenChars::Replace,
         })
     }
 
@@ -602,7 +609,13 @@ impl Mapper {
     /// columns are never looked at.
     pub fn decode<'r>(&self, rec: &'r csv::ByteRecord, out: &mut Vec<&'r str>) -> Result<(), Fail> {
         out.clear();
-        if rec.len() != self.columns.len() {
+        let n = self.columns.len();
+        // With `ragged_rows = "pad"` a short record reads as if padded with
+        // empty fields and blank extra fields (a trailing delimiter) are
+        // ignored; extra fields holding data are never dropped silently.
+        let tolerated = self.pad_ragged
+            && (rec.len() < n || rec.iter().skip(n).all(|f| f.trim_ascii().is_empty()));
+        if rec.len() != n && !tolerated {
             return Err(Fail::new(
                 Reason::FieldCount,
                 "",
@@ -613,7 +626,7 @@ impl Mapper {
                 ),
             ));
         }
-        for (i, f) in rec.iter().enumerate() {
+        for (i, f) in rec.iter().take(n).enumerate() {
             match std::str::from_utf8(f) {
                 Ok(s) => out.push(s),
                 Err(e) if self.used[i] => {
@@ -629,6 +642,9 @@ impl Mapper {
                 }
                 Err(_) => out.push(""),
             }
+        }
+        while out.len() < n {
+            out.push("");
         }
         Ok(())
     }
@@ -884,8 +900,8 @@ impl Mapper {
     /// table, length.
     fn value(&self, g: &Getter, rec: &[&str], stats: &mut MapStats) -> Result<String, Fail> {
         let raw = self.raw(&g.source, rec);
-        let (clean, removed) = rules::strip_forbidden(&raw);
-        stats.forbidden_chars_removed += removed;
+        let (clean, removed) = rules::clean_forbidden(&raw, self.replace_forbidden);
+        stats.count_forbidden(removed, self.replace_forbidden);
         let mut v: Cow<str> = if g.trim {
             Cow::Borrowed(clean.trim())
         } else {
@@ -961,8 +977,8 @@ impl Mapper {
         // Compiling gives every date getter a DateSpec.
         let Some(spec) = &g.date else { return Ok(None) };
         let raw = self.raw(&g.source, rec);
-        let (clean, removed) = rules::strip_forbidden(&raw);
-        stats.forbidden_chars_removed += removed;
+        let (clean, removed) = rules::clean_forbidden(&raw, self.replace_forbidden);
+        stats.count_forbidden(removed, self.replace_forbidden);
         let text = clean.trim();
         if !text.is_empty() {
             return rules::parse_date(text, &spec.formats)
