@@ -25,6 +25,7 @@ pub mod dedupe;
 mod engine;
 pub mod error;
 pub mod gen;
+pub mod harness;
 pub mod input;
 pub mod map;
 pub mod model;

@@ -13,3 +13,5 @@ mod generated;
 mod peer;
 // Parallel engine = reference engine, byte for byte.
 mod determinism;
+// The committed fuzz corpus, replayed on stable.
+mod fuzz_replay;
