@@ -15,3 +15,5 @@ mod peer;
 mod determinism;
 // The committed fuzz corpus, replayed on stable.
 mod fuzz_replay;
+// Encodings, broken rows and fixed-width extracts against golden files.
+mod input;
