@@ -64,6 +64,9 @@ struct ShardOut<'m> {
     stats: MapStats,
     first_seen: Option<usize>,
     next_start: Option<usize>,
+    /// Blank lines after the last record, when the shard's reader reached
+    /// the end of the file.
+    trailing_blank: u64,
 }
 
 /// Parses, maps and serializes the records of one shard.
@@ -90,6 +93,7 @@ fn map_shard<'m>(
         stats: MapStats::default(),
         first_seen: None,
         next_start: None,
+        trailing_blank: 0,
     };
     while rdr.next_record(0, &mut rec).map_err(&setup_err)? {
         let item = match map_record(m, &rec, &mut spare, &mut out.stats) {
@@ -118,7 +122,7 @@ fn map_shard<'m>(
         };
         out.items.push(item);
     }
-    out.stats.blank_lines += rdr.trailing_blank();
+    out.trailing_blank = rdr.trailing_blank();
     out.first_seen = rdr.first_seen();
     out.next_start = rdr.next_start();
     Ok(out)
@@ -290,6 +294,14 @@ fn run_file<'s>(
                 continue;
             }
         }
+        // Every reader that reaches the end of the file counts the blank
+        // lines after the last record; after a shard that did, the next
+        // one holds no record and only those same lines.
+        let mut out = out;
+        if expected == Some(None) {
+            out.trailing_blank = 0;
+        }
+        out.stats.blank_lines += out.trailing_blank;
         expected = Some(out.next_start);
         let buf = consume(em, out, submit)?;
         let _ = buf_back.send(buf);

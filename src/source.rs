@@ -747,11 +747,9 @@ impl ShardReader<'_, '_> {
     fn finish(&mut self) {
         self.done = true;
         let data = self.x.data;
-        // Only the shard that ends the file counts them: an earlier shard
-        // whose rest is blank lines reaches the end of the file too.
-        if self.shard.end >= data.len() {
-            self.trailing_blank = self.blank_before(data.len());
-        }
+        // A shard after this one can only hold these same blank lines;
+        // the parallel engine ignores its count (see `engine::run_file`).
+        self.trailing_blank = self.blank_before(data.len());
     }
 
     /// Blank lines right before `start` (a record start or the end of the
