@@ -31,7 +31,7 @@ use crate::model::User;
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
 use crate::report::{Fail, InputInfo, MapStats, Reason, Summary, REJECT_HEADER};
-use crate::source::{decode_input, Dialect, Extract, RawRecord};
+use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::xml;
 
 /// Which engine runs the stages.
@@ -377,6 +377,16 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
     }
     let dialect = Dialect::new(&opts.profile.input)
         .map_err(|m| profile_err(opts, format!("[input]: {m}")))?;
+    // Side files are named relative to the profile, which lives with them.
+    let base = opts.profile_path.parent().unwrap_or_else(|| Path::new("."));
+    let side_files = opts
+        .profile
+        .input
+        .side_files
+        .iter()
+        .map(|spec| SideFile::load(spec, base, dialect.encoding))
+        .collect::<Result<Vec<_>>>()?;
+    let dialect = dialect.with_side_files(side_files);
     if let Engine::Parallel {
         threads,
         shard_bytes,

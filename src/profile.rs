@@ -123,6 +123,31 @@ pub struct InputSpec {
     /// renamed to the logical name.
     #[serde(default)]
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// Side files joined to every record by key (a barcode file, an
+    /// expiry date per class); their value columns are added to the
+    /// extract's.
+    #[serde(default)]
+    pub side_files: Vec<SideFileSpec>,
+}
+
+/// A side file: a small delimited file without a header whose value
+/// columns are joined to each record by key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideFileSpec {
+    /// The file, relative to the profile's directory.
+    pub path: String,
+    /// Field delimiter: one ASCII character, or `tab`. By default `|`.
+    #[serde(default = "default_side_delimiter")]
+    pub delimiter: String,
+    /// Names of the file's columns, in order.
+    pub columns: Vec<String>,
+    /// The side file's key column. Without one the file's first row
+    /// applies to every record (a single expiry date for the run).
+    pub key: Option<String>,
+    /// The extract's column matched against `key`. By default the column
+    /// named like `key`.
+    pub join_on: Option<String>,
 }
 
 /// Bytes invalid in the declared encoding.
@@ -481,6 +506,9 @@ fn default_quote() -> String {
 }
 fn default_encoding() -> String {
     "utf-8".into()
+}
+fn default_side_delimiter() -> String {
+    "|".into()
 }
 fn default_max_record_lines() -> u64 {
     20

@@ -15,12 +15,13 @@
 //! row) is still a record, carrying the [`Fail`] that rejects it, so it is
 //! counted and reported like any other and never swallows its neighbours.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::decode::{self, Encoding, Text};
 use crate::error::{Error, Result};
-use crate::profile::{InputFormat, InputSpec, InvalidBytes, Units};
+use crate::profile::{InputFormat, InputSpec, InvalidBytes, SideFileSpec, Units};
 use crate::report::{Fail, Reason};
 
 /// Byte-order mark of UTF-8, skipped at the start of a file.
@@ -104,6 +105,132 @@ impl FixedLayout {
     }
 }
 
+/// A side file loaded for joining (see [`SideFileSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideFile {
+    /// The value columns it adds to the extract (all but its key).
+    pub columns: Vec<String>,
+    /// The extract column it joins on; `None` for a one-row file that
+    /// applies to every record.
+    pub join_on: Option<String>,
+    /// Trimmed key → values.
+    rows: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// The values of a file without a key.
+    constant: Vec<Vec<u8>>,
+}
+
+impl SideFile {
+    /// Loads `spec.path`, relative to `base` (the profile's directory),
+    /// decoded like the extract. A row with the wrong number of fields,
+    /// or a key given twice, is an input error: a join that could pick
+    /// either value would lose data silently.
+    pub fn load(spec: &SideFileSpec, base: &Path, encoding: Encoding) -> Result<SideFile> {
+        let path = base.join(&spec.path);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let text = decode::decode(&bytes, encoding).map_err(|message| Error::Input {
+            path: path.clone(),
+            line: None,
+            message,
+        })?;
+        SideFile::parse(spec, &path, &text.bytes)
+    }
+
+    /// Parses a side file's UTF-8 text (see [`SideFile::load`]).
+    pub fn parse(spec: &SideFileSpec, path: &Path, text: &[u8]) -> Result<SideFile> {
+        let err = |line: Option<u64>, message: String| Error::Input {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let delimiter = single_byte("delimiter", &spec.delimiter)
+            .map_err(|m| err(None, m))?
+            .ok_or_else(|| err(None, "delimiter must not be `none`".into()))?;
+        let key = match &spec.key {
+            Some(k) => Some(
+                spec.columns
+                    .iter()
+                    .position(|c| c == k)
+                    .ok_or_else(|| err(None, format!("key `{k}` is not one of its columns")))?,
+            ),
+            None => None,
+        };
+        let mut side = SideFile {
+            columns: spec
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != key)
+                .map(|(_, c)| c.clone())
+                .collect(),
+            join_on: key.map(|_| {
+                spec.join_on
+                    .clone()
+                    .or(spec.key.clone())
+                    .unwrap_or_default()
+            }),
+            rows: HashMap::new(),
+            constant: Vec::new(),
+        };
+        let mut rdr = csv_reader(text, 0, delimiter, None);
+        let mut rec = csv::ByteRecord::new();
+        let mut first = true;
+        while rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| err(None, e.to_string()))?
+        {
+            let line = rec.position().map_or(0, |p| p.line());
+            if rec.len() != spec.columns.len() {
+                return Err(err(
+                    Some(line),
+                    format!(
+                        "the row has {} fields; `columns` names {}",
+                        rec.len(),
+                        spec.columns.len()
+                    ),
+                ));
+            }
+            let values: Vec<Vec<u8>> = rec
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != key)
+                .map(|(_, f)| f.to_vec())
+                .collect();
+            match key {
+                Some(k) => {
+                    let kv = rec[k].trim_ascii().to_vec();
+                    if side.rows.insert(kv, values).is_some() {
+                        return Err(err(
+                            Some(line),
+                            format!("key `{}` is given twice", String::from_utf8_lossy(&rec[k])),
+                        ));
+                    }
+                }
+                None if first => side.constant = values,
+                None => {
+                    return Err(err(
+                        Some(line),
+                        "a side file without `key` must have one row".into(),
+                    ))
+                }
+            }
+            first = false;
+        }
+        if key.is_none() && first {
+            return Err(err(None, "the side file is empty".into()));
+        }
+        Ok(side)
+    }
+
+    /// The values joined to a record whose join column holds `key`;
+    /// `None` when the file has no row for it.
+    fn values(&self, key: Option<&[u8]>) -> Option<&[Vec<u8>]> {
+        match key {
+            None => Some(&self.constant),
+            Some(k) => self.rows.get(k.trim_ascii()).map(|v| v.as_slice()),
+        }
+    }
+}
+
 /// The compiled input dialect.
 #[derive(Debug, Clone)]
 pub struct Dialect {
@@ -119,9 +246,16 @@ pub struct Dialect {
     max_field_bytes: u64,
     fixed: Option<Arc<FixedLayout>>,
     aliases: Vec<(String, Vec<String>)>,
+    side_files: Vec<Arc<SideFile>>,
 }
 
 impl Dialect {
+    /// Adds loaded side files (see [`SideFile::load`]).
+    pub fn with_side_files(mut self, files: Vec<SideFile>) -> Dialect {
+        self.side_files = files.into_iter().map(Arc::new).collect();
+        self
+    }
+
     /// Validates the `[input]` table of a profile.
     pub fn new(spec: &InputSpec) -> std::result::Result<Dialect, String> {
         let encoding = Encoding::from_label(&spec.encoding)?;
@@ -146,6 +280,7 @@ impl Dialect {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            side_files: Vec::new(),
         };
         if spec.format == InputFormat::FixedWidth {
             if spec.columns.is_some() {
@@ -238,6 +373,10 @@ pub struct Extract<'a> {
     /// The header row's fields, trimmed, to spot a repeated header.
     header_row: Option<Vec<Vec<u8>>>,
     encoding: &'static str,
+    /// Columns of the extract itself, before side-file columns.
+    width: usize,
+    /// Side files with the index of the column they join on.
+    joins: Vec<(Option<usize>, Arc<SideFile>)>,
 }
 
 /// A byte range of an extract's body whose first byte starts a record
@@ -307,10 +446,54 @@ impl<'a> Extract<'a> {
             dialect: dialect.clone(),
             header_row: None,
             encoding,
+            width: 0,
+            joins: Vec::new(),
         };
+        x.read_columns(path, dialect)?;
+        x.width = x.columns.len();
+        for side in &dialect.side_files {
+            let at = match &side.join_on {
+                Some(c) => {
+                    Some(
+                        x.columns
+                            .iter()
+                            .position(|n| n == c)
+                            .ok_or_else(|| Error::Input {
+                                path: path.into(),
+                                line: Some(1),
+                                message: format!(
+                                    "side file join column `{c}` is not a column of the extract"
+                                ),
+                            })?,
+                    )
+                }
+                None => None,
+            };
+            for c in &side.columns {
+                if x.columns.contains(c) {
+                    return Err(Error::Input {
+                        path: path.into(),
+                        line: Some(1),
+                        message: format!(
+                            "side file column `{c}` is already a column of the extract"
+                        ),
+                    });
+                }
+                x.columns.push(c.clone());
+            }
+            x.joins.push((at, side.clone()));
+        }
+        Ok(x)
+    }
+
+    /// Reads the column names (from the header row or the profile) and
+    /// finds where the body starts.
+    fn read_columns(&mut self, path: &Path, dialect: &Dialect) -> Result<()> {
+        let x = self;
+        let data = x.data;
         if !dialect.header {
             x.columns = dialect.columns.clone().unwrap_or_default();
-            return Ok(x);
+            return Ok(());
         }
         if dialect.fixed.is_some() {
             // A fixed-width header line is a title: skip it.
@@ -320,7 +503,7 @@ impl<'a> Extract<'a> {
                 .map_or(data.len(), |i| i + 1);
             x.body_newlines = count_newlines(&data[..x.body]);
             x.columns = dialect.columns.clone().unwrap_or_default();
-            return Ok(x);
+            return Ok(());
         }
         let mut rdr = csv_reader(data, 0, dialect.delimiter, dialect.quote);
         let mut head = csv::ByteRecord::new();
@@ -354,7 +537,7 @@ impl<'a> Extract<'a> {
                 });
             }
             x.columns = cols.clone();
-            return Ok(x);
+            return Ok(());
         }
         let mut cols = Vec::with_capacity(head.len());
         for (i, f) in head.iter().enumerate() {
@@ -379,7 +562,7 @@ impl<'a> Extract<'a> {
             }
         }
         x.columns = cols;
-        Ok(x)
+        Ok(())
     }
 
     /// The file's text after any byte-order mark.
@@ -517,7 +700,32 @@ impl ShardReader<'_, '_> {
         if rec.fail.is_none() {
             self.check_common(rec);
         }
+        self.join(rec);
         Ok(true)
+    }
+
+    /// Appends the side files' values. Only a record with the extract's
+    /// own number of fields is joined: in a ragged one the join column
+    /// cannot be trusted (it is rejected, or padded with empty values).
+    fn join(&self, rec: &mut RawRecord) {
+        if self.x.joins.is_empty() || rec.fields.len() != self.x.width {
+            return;
+        }
+        for (at, side) in &self.x.joins {
+            let key = at.map(|i| &rec.fields[i]);
+            match side.values(key) {
+                Some(vals) => {
+                    for v in vals {
+                        rec.fields.push_field(v);
+                    }
+                }
+                None => {
+                    for _ in &side.columns {
+                        rec.fields.push_field(b"");
+                    }
+                }
+            }
+        }
     }
 
     /// Reads the next delimited record; `(start, end)` of it, `None` at the
@@ -1145,5 +1353,29 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
                    { name = \"a\", start = 2, length = 1 }]"
         )
         .contains("twice"));
+    }
+
+    #[test]
+    fn side_files_parse_and_refuse_ambiguity() {
+        let spec = |key: Option<&str>, cols: &[&str]| SideFileSpec {
+            path: "s".into(),
+            delimiter: "|".into(),
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            key: key.map(String::from),
+            join_on: None,
+        };
+        let p = Path::new("s");
+        let s = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a\n 2 |b").unwrap();
+        assert_eq!(s.columns, ["BC"]);
+        assert_eq!(s.values(Some(b"2")), Some(&[b"b".to_vec()][..]));
+        assert_eq!(s.values(Some(b"3")), None);
+        let e = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a\n1|b\n").unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a|x\n").unwrap_err();
+        assert!(e.to_string().contains("3 fields"), "{e}");
+        let e = SideFile::parse(&spec(None, &["EXP"]), p, b"2030-01-01\n2031-01-01\n").unwrap_err();
+        assert!(e.to_string().contains("one row"), "{e}");
+        let s = SideFile::parse(&spec(None, &["EXP"]), p, b"2030-01-01").unwrap();
+        assert_eq!(s.values(None), Some(&[b"2030-01-01".to_vec()][..]));
     }
 }

@@ -127,6 +127,13 @@ fn sif_fixed_width_with_address_segments() {
 }
 
 #[test]
+fn side_files_join_barcodes_by_key_and_one_expiry_date_for_all() {
+    let s = case("sif_side", &data("sif_side.toml"), "sif_sample.sif", 3);
+    assert_eq!(s["users_written"], 4);
+    assert_eq!(s["rejected_by_reason"], json!({ "field_count": 1 }));
+}
+
+#[test]
 fn legacy_bytes_under_utf8_are_refused_by_auto_with_a_suggestion() {
     let tmp = tempfile::tempdir().unwrap();
     let profile = tmp.path().join("p.toml");
