@@ -154,10 +154,10 @@ fn transcode(src: &[u8], enc: &'static Enc) -> (Vec<u8>, Vec<usize>) {
 pub fn line_col(data: &[u8], pos: usize) -> (u64, u64) {
     let pos = pos.min(data.len());
     let before = &data[..pos];
-    let line = crate::source::count_newlines(before) + 1;
+    let line = crate::source::count_breaks(data, 0, pos) + 1;
     let line_start = before
         .iter()
-        .rposition(|&b| b == b'\n')
+        .rposition(|&b| matches!(b, b'\r' | b'\n'))
         .map_or(0, |i| i + 1);
     (line, column(&data[line_start..pos]))
 }

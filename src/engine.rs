@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::map::Mapper;
 use crate::package::{compress_entry, Entry, Finished, Placer};
 use crate::report::{Fail, MapStats};
-use crate::source::{count_newlines, Extract, RawRecord, Shard};
+use crate::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::xml;
 
 /// One record's outcome inside a shard.
@@ -287,7 +287,7 @@ fn run_file<'s>(
                     shards.push(Shard {
                         start,
                         end: data.len(),
-                        newlines_before: count_newlines(&data[..start]),
+                        newlines_before: count_breaks(data, 0, start),
                     });
                 }
                 next_dispatch = next_consume;

@@ -52,8 +52,10 @@ const ENCODINGS: &[&str] = &[
     "iso-8859-2",
 ];
 
-/// Checks what every parse must satisfy.
-fn check_parsed(p: &Parsed, data_len: usize) {
+/// Checks what every parse must satisfy: records start on increasing
+/// lines, and (delimited layouts) no record has more fields than the
+/// text has bytes.
+fn check_parsed(p: &Parsed, max_fields: Option<usize>) {
     let mut last = 0;
     for (line, fields, _) in &p.records {
         assert!(
@@ -61,7 +63,9 @@ fn check_parsed(p: &Parsed, data_len: usize) {
             "record lines must increase: {line} after {last}"
         );
         last = *line;
-        assert!(fields.len() <= data_len + 1, "more fields than bytes");
+        if let Some(m) = max_fields {
+            assert!(fields.len() <= m, "more fields than bytes");
+        }
     }
 }
 
@@ -73,7 +77,7 @@ pub fn delimited(data: &[u8]) {
     let d = Dialect::from_toml(DELIMITED[sel as usize % DELIMITED.len()])
         .expect("fuzz dialects are valid");
     if let Ok(p) = parse_all(body, &d) {
-        check_parsed(&p, body.len());
+        check_parsed(&p, Some(body.len() + 1));
     }
 }
 
@@ -84,7 +88,7 @@ pub fn fixed_width(data: &[u8]) {
     };
     let d = Dialect::from_toml(FIXED[sel as usize % FIXED.len()]).expect("fuzz layouts are valid");
     if let Ok(p) = parse_all(body, &d) {
-        check_parsed(&p, body.len());
+        check_parsed(&p, None);
         for (_, fields, _) in &p.records {
             assert_eq!(
                 fields.len(),
@@ -120,7 +124,7 @@ pub fn decode_parse(data: &[u8]) {
     );
     let dialect = Dialect::from_toml(&spec).expect("fuzz dialects are valid");
     if let Ok(p) = parse_all(body, &dialect) {
-        check_parsed(&p, body.len() * 3 + 3);
+        check_parsed(&p, Some(body.len() * 3 + 3));
     }
 }
 

@@ -497,11 +497,8 @@ impl<'a> Extract<'a> {
         }
         if dialect.fixed.is_some() {
             // A fixed-width header line is a title: skip it.
-            x.body = data
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(data.len(), |i| i + 1);
-            x.body_newlines = count_newlines(&data[..x.body]);
+            x.body = line_end(data, 0).1;
+            x.body_newlines = count_breaks(data, 0, x.body);
             x.columns = dialect.columns.clone().unwrap_or_default();
             return Ok(());
         }
@@ -520,7 +517,7 @@ impl<'a> Extract<'a> {
             });
         }
         x.body = (rdr.position().byte() as usize).min(data.len());
-        x.body_newlines = count_newlines(&data[..x.body]);
+        x.body_newlines = count_breaks(data, 0, x.body);
         x.header_row = Some(head.iter().map(|f| f.trim_ascii().to_vec()).collect());
         // `columns` with a header row renames the columns (a header with
         // repeated or awkward names) and the header row is skipped.
@@ -754,7 +751,7 @@ impl ShardReader<'_, '_> {
         let d = &self.x.dialect;
         let (start, end) = (rec.start, rec.end);
         let content_end = start + trim_line_end(&data[start..end]).len();
-        let lines = count_newlines(&data[start..content_end]) + 1;
+        let lines = count_breaks(data, start, content_end) + 1;
         let at_eof_in_quotes = end >= data.len()
             && lines > 1
             && d.quote
@@ -762,10 +759,7 @@ impl ShardReader<'_, '_> {
         if lines > d.max_record_lines || at_eof_in_quotes {
             // Resume on the line after the record's start, and keep only
             // that first line's fields for the report.
-            let next = data[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(data.len(), |i| start + i + 1);
+            let next = line_end(data, start).1;
             let mut first = csv_reader(&data[..next], start, d.delimiter, d.quote);
             if !matches!(first.read_byte_record(&mut rec.fields), Ok(true)) {
                 rec.fields.clear();
@@ -832,13 +826,10 @@ impl ShardReader<'_, '_> {
             return;
         };
         let start = rec.start;
-        let next = data[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| start + i + 1);
+        let (end, next) = line_end(data, start);
         self.pos = next;
         rec.end = next;
-        let line = trim_line_end(&data[start..next]);
+        let line = &data[start..end];
         rec.fields.clear();
         let (len, tail) = match layout.units {
             Units::Bytes => {
@@ -943,10 +934,10 @@ impl ShardReader<'_, '_> {
         let within = &self.x.data[rec.start..pos];
         let line_start = within
             .iter()
-            .rposition(|&b| b == b'\n')
+            .rposition(|&b| matches!(b, b'\r' | b'\n'))
             .map_or(rec.start, |i| rec.start + i + 1);
         (
-            rec.line + count_newlines(within),
+            rec.line + count_breaks(self.x.data, rec.start, pos),
             decode::column(&self.x.data[line_start..pos]),
         )
     }
@@ -970,7 +961,7 @@ impl ShardReader<'_, '_> {
         while g > 0 && matches!(data[g - 1], b'\r' | b'\n') {
             g -= 1;
         }
-        let n = count_newlines(&data[g..start]);
+        let n = count_breaks(data, g, start);
         // The break ending the previous line (or the header row) is not
         // a blank line.
         if g > 0 {
@@ -1017,7 +1008,7 @@ impl ShardReader<'_, '_> {
     /// the csv crate's line numbers drift by one on CRLF files.
     fn line_at(&mut self, start: usize) -> u64 {
         if start >= self.counted_to {
-            self.newlines += count_newlines(&self.x.data[self.counted_to..start]);
+            self.newlines += count_breaks(self.x.data, self.counted_to, start);
             self.counted_to = start;
         }
         self.newlines + 1
@@ -1039,9 +1030,39 @@ fn trim_line_end(mut b: &[u8]) -> &[u8] {
     b
 }
 
-/// Number of LF bytes in `b`.
+/// Line breaks in `b`: LF, CRLF (once) and a CR alone (old Mac files; the
+/// csv crate ends a record there too). A CR at the very end of `b` counts:
+/// use [`count_breaks`] when the byte after the slice is known.
 pub fn count_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
+    count_breaks(b, 0, b.len())
+}
+
+/// Line breaks in `data[a..b]` (see [`count_newlines`]); a CR at `b - 1`
+/// is a break unless `data[b]` is LF, so counts of adjacent ranges add up.
+pub fn count_breaks(data: &[u8], a: usize, b: usize) -> u64 {
+    let lf = data[a..b].iter().filter(|&&c| c == b'\n').count();
+    let cr = data[a..b]
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'\r' && data.get(a + i + 1) != Some(&b'\n'))
+        .count();
+    (lf + cr) as u64
+}
+
+/// Where the line holding `start` ends (its first CR or LF, or the end of
+/// the data) and where the next line starts.
+fn line_end(data: &[u8], start: usize) -> (usize, usize) {
+    match data[start..]
+        .iter()
+        .position(|&b| matches!(b, b'\r' | b'\n'))
+    {
+        None => (data.len(), data.len()),
+        Some(i) => {
+            let e = start + i;
+            let crlf = data[e] == b'\r' && data.get(e + 1) == Some(&b'\n');
+            (e, e + 1 + usize::from(crlf))
+        }
+    }
 }
 
 impl RawRecord {
@@ -1377,5 +1398,14 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
         assert!(e.to_string().contains("one row"), "{e}");
         let s = SideFile::parse(&spec(None, &["EXP"]), p, b"2030-01-01").unwrap();
         assert_eq!(s.values(None), Some(&[b"2030-01-01".to_vec()][..]));
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_like_the_csv_crate_ends_a_record() {
+        let d = Dialect::from_toml("").unwrap();
+        let p = parse_all(b"id,name\r1,a\r\r2,b\r\n3,\"x\ry\"\n4,d", &d).unwrap();
+        let lines: Vec<u64> = p.records.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 4, 5, 7]);
+        assert_eq!(p.blank_lines, 1);
     }
 }
