@@ -89,6 +89,15 @@ pub fn decode(bytes: &[u8], enc: Encoding) -> Result<Text<'_>, String> {
         Encoding::Auto => match Enc::for_bom(bytes) {
             Some((e, _)) => e,
             None => match std::str::from_utf8(bytes) {
+                // ASCII text in UTF-16 without a mark is valid UTF-8 full
+                // of NULs: refuse it rather than reject every record.
+                Ok(_) if guess_legacy(bytes).starts_with("UTF-16") => {
+                    return Err(format!(
+                        "the file has no byte-order mark and looks like {}: set `encoding` in \
+                         [input] to say so",
+                        guess_legacy(bytes)
+                    ))
+                }
                 Ok(_) => UTF_8,
                 Err(e) => return Err(not_utf8_message(bytes, e.valid_up_to())),
             },
@@ -276,6 +285,8 @@ mod tests {
         for u in "id,name\nx,y\n".encode_utf16() {
             b.extend(u.to_le_bytes());
         }
+        let e = decode(&b, Encoding::Auto).unwrap_err();
+        assert!(e.contains("UTF-16LE"), "{e}");
         b.push(0xFF);
         let e = decode(&b, Encoding::Auto).unwrap_err();
         assert!(e.contains("UTF-16LE"), "{e}");

@@ -27,6 +27,12 @@ use crate::report::{Fail, Reason};
 /// Byte-order mark of UTF-8, skipped at the start of a file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// The largest fixed-width start or length: far beyond any real layout,
+/// small enough that positions never overflow.
+const MAX_POSITION: usize = 1 << 20;
+/// The most repetitions of one fixed-width segment.
+const MAX_SEGMENTS: usize = 1000;
+
 /// A compiled fixed-width layout: byte or character ranges per column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedLayout {
@@ -55,6 +61,11 @@ impl FixedLayout {
                     "field `{name}`: start is 1-based and length must be at least 1"
                 ));
             }
+            if f.start > MAX_POSITION || f.length > MAX_POSITION {
+                return Err(format!(
+                    "field `{name}`: start and length may not exceed {MAX_POSITION}"
+                ));
+            }
             let start = base + f.start - 1;
             if let Some(l) = limit {
                 if f.start - 1 + f.length > l {
@@ -77,6 +88,12 @@ impl FixedLayout {
             if seg.start == 0 || seg.length == 0 || seg.count == 0 {
                 return Err(format!(
                     "segment `{}`: start is 1-based, length and count must be at least 1",
+                    seg.prefix
+                ));
+            }
+            if seg.start > MAX_POSITION || seg.length > MAX_POSITION || seg.count > MAX_SEGMENTS {
+                return Err(format!(
+                    "segment `{}`: start and length may not exceed {MAX_POSITION}, count {MAX_SEGMENTS}",
                     seg.prefix
                 ));
             }
