@@ -1329,4 +1329,40 @@ start_date = { column = "BC" }
         let rec = csv::ByteRecord::from(fields);
         m.decode(&rec, &mut out).unwrap();
     }
+
+    #[test]
+    fn ragged_rows_pad_short_and_ignore_blank_extras_only() {
+        let text = |extra: &str| {
+            format!(
+                "[input]\nragged_rows = \"pad\"\nforbidden_chars = \"replace\"\n[rules]\nmandatory = [\"primary_id\"]\n[fields]\n\
+                 primary_id = {{ column = \"ID\" }}\nlast_name = {{ column = \"LAST\" }}{extra}"
+            )
+        };
+        let p = Profile::parse(&text("")).unwrap();
+        let cols: Vec<String> = COLS.iter().map(|s| s.to_string()).collect();
+        let m = Mapper::new(&p, &cols, NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()).unwrap();
+        let short = csv::ByteRecord::from(vec!["1", "Doe"]);
+        let mut out = Vec::new();
+        m.decode(&short, &mut out).unwrap();
+        assert_eq!(out.len(), COLS.len());
+        let mut long: Vec<&str> = vec![""; COLS.len()];
+        long.push("  ");
+        let blank_extra = csv::ByteRecord::from(long.clone());
+        m.decode(&blank_extra, &mut Vec::new()).unwrap();
+        *long.last_mut().unwrap() = "data";
+        let data_extra = csv::ByteRecord::from(long);
+        let f = m.decode(&data_extra, &mut Vec::new()).unwrap_err();
+        assert_eq!(f.reason, Reason::FieldCount);
+        // forbidden_chars = "replace" keeps a mark where the character was.
+        let mut st = MapStats::default();
+        let mut r = vec![""; COLS.len()];
+        r[0] = "1";
+        r[1] = "D\u{1}oe";
+        let u = m.map(&r, &mut st).unwrap();
+        assert_eq!(u.get(UserField::LastName), Some("D\u{FFFD}oe"));
+        assert_eq!(
+            (st.forbidden_chars_replaced, st.forbidden_chars_removed),
+            (1, 0)
+        );
+    }
 }
