@@ -30,7 +30,7 @@ use crate::map::Mapper;
 use crate::model::User;
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
-use crate::report::{Fail, InputInfo, MapStats, Reason, Summary, REJECT_HEADER};
+use crate::report::{Fail, InputInfo, MapStats, Position, Reason, Summary, REJECT_HEADER};
 use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::xml;
 
@@ -332,6 +332,9 @@ pub(crate) fn map_record(
 ) -> std::result::Result<User, Fail> {
     stats.blank_lines += rec.blank_before;
     stats.invalid_bytes_replaced += rec.replaced;
+    if let Some((line, column)) = rec.replaced_at {
+        stats.note_replaced(rec.file, line, column);
+    }
     if let Some(f) = &rec.fail {
         return Err(f.clone());
     }
@@ -553,6 +556,15 @@ fn finish(
         reject_rate_percent: (rate * 1000.0).round() / 1000.0,
         reject_threshold_percent: opts.reject_threshold_percent,
         reject_threshold_exceeded: rate > opts.reject_threshold_percent,
+        invalid_bytes_first: stats
+            .invalid_bytes_at
+            .iter()
+            .map(|&(f, line, column)| Position {
+                path: opts.inputs[f as usize].display().to_string(),
+                line,
+                column,
+            })
+            .collect(),
         map: stats,
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),

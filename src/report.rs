@@ -139,6 +139,25 @@ pub struct MapStats {
     pub invalid_bytes_replaced: u64,
     /// Blank lines skipped (they are not records).
     pub blank_lines: u64,
+    /// Where the first replaced invalid sequences were, in record order:
+    /// `(file index, line, column)`, at most [`POSITIONS_KEPT`]. Written to
+    /// the summary with file paths (`invalid_bytes_first`).
+    #[serde(skip)]
+    pub invalid_bytes_at: Vec<(u32, u64, u64)>,
+}
+
+/// How many positions of replaced invalid bytes the summary lists.
+pub const POSITIONS_KEPT: usize = 20;
+
+/// A position in an input, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// The input path as given.
+    pub path: String,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column, in characters.
+    pub column: u64,
 }
 
 impl MapStats {
@@ -154,6 +173,14 @@ impl MapStats {
             self.forbidden_chars_replaced += n;
         } else {
             self.forbidden_chars_removed += n;
+        }
+    }
+
+    /// Notes where a record's first replaced invalid sequence was (kept
+    /// for the first [`POSITIONS_KEPT`] records with one).
+    pub fn note_replaced(&mut self, file: u32, line: u64, column: u64) {
+        if self.invalid_bytes_at.len() < POSITIONS_KEPT {
+            self.invalid_bytes_at.push((file, line, column));
         }
     }
 
@@ -185,6 +212,10 @@ impl MapStats {
         self.forbidden_chars_replaced += other.forbidden_chars_replaced;
         self.invalid_bytes_replaced += other.invalid_bytes_replaced;
         self.blank_lines += other.blank_lines;
+        // Shards merge in input order, so these stay the first ones.
+        let room = POSITIONS_KEPT.saturating_sub(self.invalid_bytes_at.len());
+        self.invalid_bytes_at
+            .extend(other.invalid_bytes_at.into_iter().take(room));
     }
 }
 
@@ -239,6 +270,9 @@ pub struct Summary {
     /// Counters from mapping.
     #[serde(flatten)]
     pub map: MapStats,
+    /// Where the first replaced invalid byte sequences were (one per
+    /// record, the first [`POSITIONS_KEPT`] records in input order).
+    pub invalid_bytes_first: Vec<Position>,
     /// Users written per user group (`(none)` when the user has none).
     pub users_by_group: BTreeMap<String, u64>,
     /// The zips, in name order.

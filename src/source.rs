@@ -368,6 +368,8 @@ pub struct RawRecord {
     pub fail: Option<Fail>,
     /// Invalid byte sequences replaced with U+FFFD in this record.
     pub replaced: u64,
+    /// Line and column of the first of them.
+    pub replaced_at: Option<(u64, u64)>,
     /// Blank lines right before this record.
     pub blank_before: u64,
 }
@@ -704,6 +706,7 @@ impl ShardReader<'_, '_> {
         rec.start = start;
         rec.fail = None;
         rec.replaced = 0;
+        rec.replaced_at = None;
         rec.blank_before = self.blank_before(start);
         if self.csv.is_some() {
             rec.end = end;
@@ -926,7 +929,10 @@ impl ShardReader<'_, '_> {
             return;
         }
         match d.invalid_bytes {
-            InvalidBytes::Replace => rec.replaced = (b - a) as u64,
+            InvalidBytes::Replace => {
+                rec.replaced = (b - a) as u64;
+                rec.replaced_at = Some(self.line_col(rec, inv[a]));
+            }
             InvalidBytes::Reject => {
                 let (l, c) = self.line_col(rec, inv[a]);
                 rec.fail = Some(Fail::new(
@@ -1094,6 +1100,7 @@ impl RawRecord {
             end: 0,
             fail: None,
             replaced: 0,
+            replaced_at: None,
             blank_before: 0,
         }
     }

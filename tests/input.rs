@@ -164,6 +164,12 @@ fn invalid_bytes_replaced_are_counted() {
     assert_status(&o, 3);
     let s = summary(&out);
     assert_eq!(s["invalid_bytes_replaced"], 1);
+    assert_eq!(s["invalid_bytes_first"][0]["line"], 8);
+    assert_eq!(s["invalid_bytes_first"][0]["column"], 9);
+    assert!(s["invalid_bytes_first"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("broken_rows.csv"));
     let xml: String = xml_entries(&out).into_iter().map(|(_, t)| t).collect();
     assert!(
         xml.contains("<last_name>Eps\u{FFFD}ilon</last_name>"),
