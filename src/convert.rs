@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use tempfile::NamedTempFile;
 
+use crate::decode::Text;
 use crate::dedupe::{Conflict, IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::input::{Input, MmapChoice};
@@ -29,8 +30,8 @@ use crate::map::Mapper;
 use crate::model::User;
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
-use crate::report::{Fail, InputInfo, MapStats, Reason, Summary, REJECT_HEADER};
-use crate::source::{Dialect, Extract, RawRecord};
+use crate::report::{Fail, InputInfo, MapStats, Position, Reason, Summary, REJECT_HEADER};
+use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::xml;
 
 /// Which engine runs the stages.
@@ -136,16 +137,21 @@ impl<'o> Setup<'o> {
         Input::open(&self.opts.inputs[idx], self.opts.mmap)
     }
 
-    /// Opens the extract in `input`, compiling the mapper against the
+    /// Decodes input `idx` to UTF-8 (borrowing when it already is).
+    pub(crate) fn decode<'a>(&self, idx: usize, input: &'a Input) -> Result<Text<'a>> {
+        decode_input(&self.opts.inputs[idx], input.bytes(), &self.dialect)
+    }
+
+    /// Opens the extract in `text`, compiling the mapper against the
     /// first input's columns; later inputs must have the same columns.
     pub(crate) fn extract<'a>(
         &mut self,
         idx: usize,
-        input: &'a Input,
+        text: &'a Text<'_>,
         em: &mut Emitter,
     ) -> Result<Extract<'a>> {
         let path = &self.opts.inputs[idx];
-        let x = Extract::open(path, idx as u32, input.bytes(), &self.dialect)?;
+        let x = Extract::open_text(path, idx as u32, text, &self.dialect)?;
         let m = match self.mapper.take() {
             Some(m) => {
                 if m.columns() != x.columns.as_slice() {
@@ -283,6 +289,12 @@ impl<'o> Emitter<'o> {
         fail: &Fail,
     ) -> Result<()> {
         let path = self.inputs[file as usize].display().to_string();
+        // A broken record's "id" may be a swallowed paragraph: keep the
+        // report readable.
+        let primary_id = match primary_id.char_indices().nth(REPORT_ID_CHARS) {
+            Some((cut, _)) => &primary_id[..cut],
+            None => primary_id,
+        };
         self.rejects
             .write_record([
                 path.as_str(),
@@ -326,14 +338,26 @@ pub(crate) fn rej_err(e: csv::Error) -> Error {
     Error::io(REJECTS_FILE, e.into())
 }
 
+/// The most characters of a primary id `rejects.csv` reports.
+const REPORT_ID_CHARS: usize = 255;
+
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
-/// borrowed field list.
+/// borrowed field list. A record the reader already failed is rejected
+/// with the reader's reason.
 pub(crate) fn map_record(
     m: &Mapper,
     rec: &RawRecord,
     spare: &mut Vec<&'static str>,
     stats: &mut MapStats,
 ) -> std::result::Result<User, Fail> {
+    stats.blank_lines += rec.blank_before;
+    stats.invalid_bytes_replaced += rec.replaced;
+    if let Some((line, column)) = rec.replaced_at {
+        stats.note_replaced(rec.file, line, column);
+    }
+    if let Some(f) = &rec.fail {
+        return Err(f.clone());
+    }
     let mut fields = recycle(std::mem::take(spare));
     let result = m
         .decode(&rec.fields, &mut fields)
@@ -365,8 +389,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| opts.profile.output.prefix.clone());
     check_prefix(&prefix).map_err(|m| profile_err(opts, m))?;
-    let dialect = Dialect::new(&opts.profile.input)
-        .map_err(|m| profile_err(opts, format!("[input]: {m}")))?;
+    let dialect = load_dialect(&opts.profile, &opts.profile_path)?;
     check_engine(opts.engine)?;
     in_out_dir(&opts.out_dir, || run_and_publish(opts, dialect, &prefix))
 }
@@ -383,6 +406,23 @@ pub(crate) fn check_prefix(prefix: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Builds the reading rules of `profile`, with its side files loaded.
+/// Side files are named relative to the profile, which lives with them.
+pub(crate) fn load_dialect(profile: &Profile, profile_path: &Path) -> Result<Dialect> {
+    let dialect = Dialect::new(&profile.input).map_err(|m| Error::Profile {
+        path: profile_path.to_path_buf(),
+        message: format!("[input]: {m}"),
+    })?;
+    let base = profile_path.parent().unwrap_or_else(|| Path::new("."));
+    let side_files = profile
+        .input
+        .side_files
+        .iter()
+        .map(|spec| SideFile::load(spec, base, dialect.encoding))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(dialect.with_side_files(side_files))
 }
 
 /// Refuses zero threads or shard bytes.
@@ -453,7 +493,8 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
     let mut stats = MapStats::default();
     for idx in 0..setup.opts.inputs.len() {
         let input = setup.open(idx)?;
-        let x = setup.extract(idx, &input, em)?;
+        let text = setup.decode(idx, &input)?;
+        let x = setup.extract(idx, &text, em)?;
         let m = setup.mapper()?;
         let mut rdr = x.reader(x.whole());
         loop {
@@ -484,6 +525,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                 }
             }
         }
+        stats.blank_lines += rdr.trailing_blank();
         em.end_file(idx);
     }
     em.stats.merge(stats);
@@ -575,6 +617,15 @@ pub(crate) fn finish(
         reject_rate_percent: (rate * 1000.0).round() / 1000.0,
         reject_threshold_percent: opts.reject_threshold_percent,
         reject_threshold_exceeded: rate > opts.reject_threshold_percent,
+        invalid_bytes_first: stats
+            .invalid_bytes_at
+            .iter()
+            .map(|&(f, line, column)| Position {
+                path: opts.inputs[f as usize].display().to_string(),
+                line,
+                column,
+            })
+            .collect(),
         map: stats,
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),

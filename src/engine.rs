@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::map::Mapper;
 use crate::package::{compress_entry, Entry, Finished, Placer};
 use crate::report::{Fail, MapStats};
-use crate::source::{count_newlines, Extract, RawRecord, Shard};
+use crate::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::xml;
 
 /// One record's outcome inside a shard.
@@ -64,6 +64,9 @@ struct ShardOut<'m> {
     stats: MapStats,
     first_seen: Option<usize>,
     next_start: Option<usize>,
+    /// Blank lines after the last record, when the shard's reader reached
+    /// the end of the file.
+    trailing_blank: u64,
 }
 
 /// Parses, maps and serializes the records of one shard.
@@ -90,6 +93,7 @@ fn map_shard<'m>(
         stats: MapStats::default(),
         first_seen: None,
         next_start: None,
+        trailing_blank: 0,
     };
     while rdr.next_record(0, &mut rec).map_err(&setup_err)? {
         let item = match map_record(m, &rec, &mut spare, &mut out.stats) {
@@ -118,6 +122,7 @@ fn map_shard<'m>(
         };
         out.items.push(item);
     }
+    out.trailing_blank = rdr.trailing_blank();
     out.first_seen = rdr.first_seen();
     out.next_start = rdr.next_start();
     Ok(out)
@@ -182,7 +187,8 @@ pub(crate) fn run(
         let consumed = (|| -> Result<()> {
             for idx in 0..setup.opts.inputs.len() {
                 let input = setup.open(idx)?;
-                let x = setup.extract(idx, &input, em)?;
+                let text = setup.decode(idx, &input)?;
+                let x = setup.extract(idx, &text, em)?;
                 let m = setup.mapper()?;
                 pool.in_place_scope(|scope| {
                     run_file(
@@ -281,13 +287,21 @@ fn run_file<'s>(
                     shards.push(Shard {
                         start,
                         end: data.len(),
-                        newlines_before: count_newlines(&data[..start]),
+                        newlines_before: count_breaks(data, 0, start),
                     });
                 }
                 next_dispatch = next_consume;
                 continue;
             }
         }
+        // Every reader that reaches the end of the file counts the blank
+        // lines after the last record; after a shard that did, the next
+        // one holds no record and only those same lines.
+        let mut out = out;
+        if expected == Some(None) {
+            out.trailing_blank = 0;
+        }
+        out.stats.blank_lines += out.trailing_blank;
         expected = Some(out.next_start);
         let buf = consume(em, out, submit)?;
         let _ = buf_back.send(buf);

@@ -3,7 +3,8 @@
 //!
 //! The pipeline, one module per stage:
 //!
-//! 1. [`source`]: extract bytes → records with file, line and record number;
+//! 1. [`decode`] then [`source`]: extract bytes → UTF-8 → records with file,
+//!    line and record number;
 //! 2. [`map`]: a [`profile::Profile`] compiled against the extract's columns
 //!    maps each record to a [`model::User`] or a reject reason;
 //! 3. [`dedupe`]: institution-wide identifier uniqueness, first wins, the way
@@ -20,10 +21,12 @@
 #![deny(unsafe_code)]
 
 pub mod convert;
+pub mod decode;
 pub mod dedupe;
 mod engine;
 pub mod error;
 pub mod gen;
+pub mod harness;
 pub mod input;
 pub mod job;
 pub mod map;

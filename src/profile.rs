@@ -58,7 +58,7 @@ pub struct Profile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
-    /// Layout kind. Only `delimited` exists today.
+    /// Layout kind: `delimited` (the default) or `fixed_width`.
     #[serde(default)]
     pub format: InputFormat,
     /// Field delimiter: one ASCII character, or `tab`. By default `,`.
@@ -67,19 +67,161 @@ pub struct InputSpec {
     /// Quote character, or `none` to disable quoting. By default `"`.
     #[serde(default = "default_quote")]
     pub quote: String,
-    /// Whether the first row of each file holds the column names. By
-    /// default `true`.
-    #[serde(default = "default_true")]
-    pub header: bool,
+    /// Whether the first row of each file holds the column names (for
+    /// fixed-width layouts: whether to skip the first line). By default
+    /// `true` for delimited and `false` for fixed-width layouts.
+    #[serde(default)]
+    pub header: Option<bool>,
     /// Column names. Required when `header = false`; with a header row
     /// they replace its names (for headers with repeated or awkward
     /// names), and the header row must have as many columns.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Encoding label. By default `utf-8` (a UTF-8 byte-order mark is
-    /// accepted and skipped).
+    /// Encoding label: `utf-8`, `auto`, or any WHATWG label
+    /// (`windows-1252`, `iso-8859-1`, `utf-16le`, ...). By default `utf-8`
+    /// (a UTF-8 byte-order mark is accepted and skipped).
     #[serde(default = "default_encoding")]
     pub encoding: String,
+    /// What to do with a record holding bytes that are invalid in the
+    /// declared encoding. By default `reject`.
+    #[serde(default)]
+    pub invalid_bytes: InvalidBytes,
+    /// What to do with characters XML 1.0 forbids (control characters,
+    /// U+FFFE/U+FFFF). By default `remove`.
+    #[serde(default)]
+    pub forbidden_chars: ForbiddenChars,
+    /// What to do with a record with more or fewer fields than the
+    /// columns. By default `reject`.
+    #[serde(default)]
+    pub ragged_rows: RaggedRows,
+    /// A record spanning more lines than this (an unbalanced quote) is
+    /// rejected and reading resumes on the line after its start. By
+    /// default 20.
+    #[serde(default = "default_max_record_lines")]
+    pub max_record_lines: u64,
+    /// A record longer than this many bytes is rejected. By default
+    /// 65536.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u64,
+    /// A field longer than this many bytes rejects its record. By default
+    /// 4096.
+    #[serde(default = "default_max_field_bytes")]
+    pub max_field_bytes: u64,
+    /// Fixed-width layouts: whether `start` and `length` count characters
+    /// (the default) or bytes of the UTF-8 text.
+    #[serde(default)]
+    pub units: Units,
+    /// Fixed-width layouts: the fields of each line.
+    #[serde(default)]
+    pub fields: Vec<FixedField>,
+    /// Fixed-width layouts: repeating segments (address blocks), which
+    /// become numbered columns `<prefix><n>_<name>`.
+    #[serde(default)]
+    pub segments: Vec<FixedSegment>,
+    /// Alternative header spellings: logical column name → the names a
+    /// header may use for it. The first spelling found in the header is
+    /// renamed to the logical name.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// Side files joined to every record by key (a barcode file, an
+    /// expiry date per class); their value columns are added to the
+    /// extract's.
+    #[serde(default)]
+    pub side_files: Vec<SideFileSpec>,
+}
+
+/// A side file: a small delimited file without a header whose value
+/// columns are joined to each record by key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideFileSpec {
+    /// The file, relative to the profile's directory.
+    pub path: String,
+    /// Field delimiter: one ASCII character, or `tab`. By default `|`.
+    #[serde(default = "default_side_delimiter")]
+    pub delimiter: String,
+    /// Names of the file's columns, in order.
+    pub columns: Vec<String>,
+    /// The side file's key column. Without one the file's first row
+    /// applies to every record (a single expiry date for the run).
+    pub key: Option<String>,
+    /// The extract's column matched against `key`. By default the column
+    /// named like `key`.
+    pub join_on: Option<String>,
+}
+
+/// Bytes invalid in the declared encoding.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidBytes {
+    /// Reject the record (`invalid_encoding`, with line and column).
+    #[default]
+    Reject,
+    /// Replace each invalid sequence with U+FFFD and count it.
+    Replace,
+}
+
+/// Characters XML 1.0 forbids.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ForbiddenChars {
+    /// Remove them and count them.
+    #[default]
+    Remove,
+    /// Replace each with U+FFFD and count it.
+    Replace,
+}
+
+/// Records with more or fewer fields than the columns.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RaggedRows {
+    /// Reject them (`field_count`).
+    #[default]
+    Reject,
+    /// Pad a short record with empty fields; drop extra fields when they
+    /// are all blank (a trailing delimiter); reject otherwise.
+    Pad,
+}
+
+/// Units of fixed-width positions.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Units {
+    /// Characters (Unicode scalar values).
+    #[default]
+    Chars,
+    /// Bytes of the UTF-8 text.
+    Bytes,
+}
+
+/// One fixed-width field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedField {
+    /// Column name the profile refers to.
+    pub name: String,
+    /// 1-based position of the first unit (in a segment: relative to the
+    /// segment's start).
+    pub start: usize,
+    /// Width in units.
+    pub length: usize,
+}
+
+/// A repeating fixed-width segment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedSegment {
+    /// Column prefix: field `LINE1` of the 2nd repetition is `<prefix>2_LINE1`.
+    pub prefix: String,
+    /// 1-based position where the first repetition starts.
+    pub start: usize,
+    /// Width of one repetition (the stride).
+    pub length: usize,
+    /// How many repetitions the layout has room for.
+    pub count: usize,
+    /// The fields of one repetition.
+    pub fields: Vec<FixedField>,
 }
 
 /// Input layout kind.
@@ -89,6 +231,8 @@ pub enum InputFormat {
     /// Delimiter-separated values (CSV, pipe, tab).
     #[default]
     Delimited,
+    /// Fixed-width lines (`fields` and `segments`).
+    FixedWidth,
 }
 
 /// Output naming.
@@ -360,11 +504,20 @@ fn default_delimiter() -> String {
 fn default_quote() -> String {
     "\"".into()
 }
-fn default_true() -> bool {
-    true
-}
 fn default_encoding() -> String {
     "utf-8".into()
+}
+fn default_side_delimiter() -> String {
+    "|".into()
+}
+fn default_max_record_lines() -> u64 {
+    20
+}
+fn default_max_record_bytes() -> u64 {
+    65536
+}
+fn default_max_field_bytes() -> u64 {
+    4096
 }
 fn default_prefix() -> String {
     "alma_users".into()

@@ -16,7 +16,9 @@ use serde::Serialize;
 pub enum Reason {
     /// The record has more or fewer fields than the header.
     FieldCount,
-    /// A field the profile uses is not valid in the declared encoding.
+    /// The record holds bytes invalid in the declared encoding
+    /// (`invalid_bytes = "reject"`), or a column the profile uses is not
+    /// valid UTF-8.
     InvalidEncoding,
     /// A mandatory field is empty.
     MissingField,
@@ -30,6 +32,19 @@ pub enum Reason {
     DuplicateId,
     /// The identifier Alma's profile matches on is missing.
     MissingMatchId,
+    /// A quote opened and never closed: the record ran past
+    /// `max_record_lines` (or to the end of the file); reading resumed on
+    /// the line after its start.
+    UnbalancedQuote,
+    /// The record is longer than `max_record_bytes`.
+    RecordTooLong,
+    /// A field is longer than `max_field_bytes`.
+    FieldTooLong,
+    /// The record holds a NUL byte (often a UTF-16 file read as UTF-8).
+    NulByte,
+    /// The record repeats the header row (files concatenated with their
+    /// headers).
+    HeaderRow,
 }
 
 impl Reason {
@@ -44,6 +59,11 @@ impl Reason {
             Reason::TooLong => "too_long",
             Reason::DuplicateId => "duplicate_id",
             Reason::MissingMatchId => "missing_match_id",
+            Reason::UnbalancedQuote => "unbalanced_quote",
+            Reason::RecordTooLong => "record_too_long",
+            Reason::FieldTooLong => "field_too_long",
+            Reason::NulByte => "nul_byte",
+            Reason::HeaderRow => "header_row",
         }
     }
 }
@@ -111,12 +131,57 @@ pub struct MapStats {
     pub truncated: BTreeMap<String, u64>,
     /// Characters XML 1.0 forbids, removed from values.
     pub forbidden_chars_removed: u64,
+    /// Characters XML 1.0 forbids, replaced with U+FFFD
+    /// (`forbidden_chars = "replace"`).
+    pub forbidden_chars_replaced: u64,
+    /// Byte sequences invalid in the declared encoding, replaced with
+    /// U+FFFD (`invalid_bytes = "replace"`), in records read.
+    pub invalid_bytes_replaced: u64,
+    /// Blank lines skipped (they are not records).
+    pub blank_lines: u64,
+    /// Where the first replaced invalid sequences were, in record order:
+    /// `(file index, line, column)`, at most [`POSITIONS_KEPT`]. Written to
+    /// the summary with file paths (`invalid_bytes_first`).
+    #[serde(skip)]
+    pub invalid_bytes_at: Vec<(u32, u64, u64)>,
+}
+
+/// How many positions of replaced invalid bytes the summary lists.
+pub const POSITIONS_KEPT: usize = 20;
+
+/// A position in an input, for the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// The input path as given.
+    pub path: String,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column, in characters.
+    pub column: u64,
 }
 
 impl MapStats {
     /// Counts one dropped segment of `kind`.
     pub fn drop_segment(&mut self, kind: &str) {
         *self.dropped_segments.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Counts `n` forbidden characters removed or, with `replaced`,
+    /// replaced.
+    pub fn count_forbidden(&mut self, n: u64, replaced: bool) {
+        if replaced {
+            self.forbidden_chars_replaced += n;
+        } else {
+            self.forbidden_chars_removed += n;
+        }
+    }
+
+    /// Notes where a record's first replaced invalid sequence was (kept
+    /// for the first [`POSITIONS_KEPT`] records with one).
+    pub fn note_replaced(&mut self, file: u32, line: u64, column: u64) {
+        if self.invalid_bytes_at.len() < POSITIONS_KEPT {
+            self.invalid_bytes_at.push((file, line, column));
+        }
     }
 
     /// Counts one unknown `code` seen in `field`.
@@ -144,6 +209,13 @@ impl MapStats {
             *self.truncated.entry(k).or_default() += v;
         }
         self.forbidden_chars_removed += other.forbidden_chars_removed;
+        self.forbidden_chars_replaced += other.forbidden_chars_replaced;
+        self.invalid_bytes_replaced += other.invalid_bytes_replaced;
+        self.blank_lines += other.blank_lines;
+        // Shards merge in input order, so these stay the first ones.
+        let room = POSITIONS_KEPT.saturating_sub(self.invalid_bytes_at.len());
+        self.invalid_bytes_at
+            .extend(other.invalid_bytes_at.into_iter().take(room));
     }
 }
 
@@ -198,6 +270,9 @@ pub struct Summary {
     /// Counters from mapping.
     #[serde(flatten)]
     pub map: MapStats,
+    /// Where the first replaced invalid byte sequences were (one per
+    /// record, the first [`POSITIONS_KEPT`] records in input order).
+    pub invalid_bytes_first: Vec<Position>,
     /// Users written per user group (`(none)` when the user has none).
     pub users_by_group: BTreeMap<String, u64>,
     /// The zips, in name order.

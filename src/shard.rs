@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use crate::source::{count_newlines, Shard};
+use crate::source::{count_breaks, Shard};
 
 /// Splits `whole` (a shard covering an extract's body) into shards of
 /// about `target` bytes. Returns `whole` alone when it is small.
@@ -38,7 +38,7 @@ pub fn plan(data: &[u8], whole: Shard, quote: Option<u8>, target: usize) -> Vec<
         .map(|&p| {
             let chunk = &data[p - target..p];
             let quotes = quote.map_or(0, |q| chunk.iter().filter(|&&c| c == q).count() as u64);
-            (quotes, count_newlines(chunk))
+            (quotes, count_breaks(data, p - target, p))
         })
         .collect();
     let mut shards = Vec::with_capacity(points.len() + 1);
@@ -61,6 +61,9 @@ pub fn plan(data: &[u8], whole: Shard, quote: Option<u8>, target: usize) -> Vec<
                     boundary = Some(p + i + 1);
                     break;
                 }
+            } else if c == b'\r' && data.get(p + i + 1) != Some(&b'\n') {
+                // A lone CR is a line break (it only counts lines here).
+                extra_nl += 1;
             }
         }
         let Some(b) = boundary else { break };
@@ -111,7 +114,7 @@ mod tests {
                 );
             }
             for s in &shards {
-                assert_eq!(s.newlines_before, count_newlines(&data[..s.start]));
+                assert_eq!(s.newlines_before, count_breaks(data, 0, s.start));
             }
         }
     }

@@ -1,18 +1,252 @@
-//! Source stage: bytes of one extract → records with their positions.
+//! Source stage: UTF-8 text of one extract → records with their positions.
 //!
-//! The parser is the `csv` crate over an in-memory byte slice, so the same
-//! code later runs over a memory-mapped file or a shard of one. Each
-//! [`RawRecord`] carries its source file, the line where it starts and its
+//! Delimited extracts are parsed by the `csv` crate over an in-memory byte
+//! slice, so the same code runs over a memory-mapped file, a decoded
+//! buffer (see [`crate::decode`]) or a shard of either. Fixed-width
+//! extracts are cut line by line per the profile's layout into the same
+//! [`RawRecord`], so the mapper never knows which layout it read. Each
+//! record carries its source file, the line where it starts and its
 //! global record number, which is what rejects, errors and the parallel
 //! engine's ordering all key on.
+//!
+//! Broken input is bounded here, record by record: a record the reader
+//! can tell is broken (an unbalanced quote, a NUL byte, bytes invalid in
+//! the declared encoding, an overlong record or field, a repeated header
+//! row) is still a record, carrying the [`Fail`] that rejects it, so it is
+//! counted and reported like any other and never swallows its neighbours.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use crate::decode::{self, Encoding, Text};
 use crate::error::{Error, Result};
-use crate::profile::InputSpec;
+use crate::profile::{InputFormat, InputSpec, InvalidBytes, SideFileSpec, Units};
+use crate::report::{Fail, Reason};
 
 /// Byte-order mark of UTF-8, skipped at the start of a file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The largest fixed-width start or length: far beyond any real layout,
+/// small enough that positions never overflow.
+const MAX_POSITION: usize = 1 << 20;
+/// The most repetitions of one fixed-width segment.
+const MAX_SEGMENTS: usize = 1000;
+
+/// A compiled fixed-width layout: byte or character ranges per column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedLayout {
+    /// Column names, in layout order (segments expanded).
+    pub names: Vec<String>,
+    /// `(start, end)` per column, 0-based, end exclusive, in `units`.
+    pub ranges: Vec<(usize, usize)>,
+    /// Whether ranges count characters or bytes.
+    pub units: Units,
+    /// Units the layout covers: text beyond it must be blank.
+    pub width: usize,
+}
+
+impl FixedLayout {
+    /// Compiles the `fields` and `segments` of `spec`.
+    pub fn new(spec: &InputSpec) -> std::result::Result<FixedLayout, String> {
+        let mut names = Vec::new();
+        let mut ranges = Vec::new();
+        let mut push = |name: String,
+                        base: usize,
+                        f: &crate::profile::FixedField,
+                        limit: Option<usize>|
+         -> std::result::Result<(), String> {
+            if f.start == 0 || f.length == 0 {
+                return Err(format!(
+                    "field `{name}`: start is 1-based and length must be at least 1"
+                ));
+            }
+            if f.start > MAX_POSITION || f.length > MAX_POSITION {
+                return Err(format!(
+                    "field `{name}`: start and length may not exceed {MAX_POSITION}"
+                ));
+            }
+            let start = base + f.start - 1;
+            if let Some(l) = limit {
+                if f.start - 1 + f.length > l {
+                    return Err(format!(
+                        "field `{name}` ends past its segment's length ({l})"
+                    ));
+                }
+            }
+            if names.contains(&name) {
+                return Err(format!("column `{name}` is declared twice"));
+            }
+            names.push(name);
+            ranges.push((start, start + f.length));
+            Ok(())
+        };
+        for f in &spec.fields {
+            push(f.name.clone(), 0, f, None)?;
+        }
+        for seg in &spec.segments {
+            if seg.start == 0 || seg.length == 0 || seg.count == 0 {
+                return Err(format!(
+                    "segment `{}`: start is 1-based, length and count must be at least 1",
+                    seg.prefix
+                ));
+            }
+            if seg.start > MAX_POSITION || seg.length > MAX_POSITION || seg.count > MAX_SEGMENTS {
+                return Err(format!(
+                    "segment `{}`: start and length may not exceed {MAX_POSITION}, count {MAX_SEGMENTS}",
+                    seg.prefix
+                ));
+            }
+            for n in 1..=seg.count {
+                let base = seg.start - 1 + (n - 1) * seg.length;
+                for f in &seg.fields {
+                    push(
+                        format!("{}{n}_{}", seg.prefix, f.name),
+                        base,
+                        f,
+                        Some(seg.length),
+                    )?;
+                }
+            }
+        }
+        if names.is_empty() {
+            return Err("format = \"fixed_width\" needs `fields` (or `segments`)".into());
+        }
+        let width = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+        Ok(FixedLayout {
+            names,
+            ranges,
+            units: spec.units,
+            width,
+        })
+    }
+}
+
+/// A side file loaded for joining (see [`SideFileSpec`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideFile {
+    /// The value columns it adds to the extract (all but its key).
+    pub columns: Vec<String>,
+    /// The extract column it joins on; `None` for a one-row file that
+    /// applies to every record.
+    pub join_on: Option<String>,
+    /// Trimmed key → values.
+    rows: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// The values of a file without a key.
+    constant: Vec<Vec<u8>>,
+}
+
+impl SideFile {
+    /// Loads `spec.path`, relative to `base` (the profile's directory),
+    /// decoded like the extract. A row with the wrong number of fields,
+    /// or a key given twice, is an input error: a join that could pick
+    /// either value would lose data silently.
+    pub fn load(spec: &SideFileSpec, base: &Path, encoding: Encoding) -> Result<SideFile> {
+        let path = base.join(&spec.path);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let text = decode::decode(&bytes, encoding).map_err(|message| Error::Input {
+            path: path.clone(),
+            line: None,
+            message,
+        })?;
+        SideFile::parse(spec, &path, &text.bytes)
+    }
+
+    /// Parses a side file's UTF-8 text (see [`SideFile::load`]).
+    pub fn parse(spec: &SideFileSpec, path: &Path, text: &[u8]) -> Result<SideFile> {
+        let err = |line: Option<u64>, message: String| Error::Input {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let delimiter = single_byte("delimiter", &spec.delimiter)
+            .map_err(|m| err(None, m))?
+            .ok_or_else(|| err(None, "delimiter must not be `none`".into()))?;
+        let key = match &spec.key {
+            Some(k) => Some(
+                spec.columns
+                    .iter()
+                    .position(|c| c == k)
+                    .ok_or_else(|| err(None, format!("key `{k}` is not one of its columns")))?,
+            ),
+            None => None,
+        };
+        let mut side = SideFile {
+            columns: spec
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != key)
+                .map(|(_, c)| c.clone())
+                .collect(),
+            join_on: key.map(|_| {
+                spec.join_on
+                    .clone()
+                    .or(spec.key.clone())
+                    .unwrap_or_default()
+            }),
+            rows: HashMap::new(),
+            constant: Vec::new(),
+        };
+        let mut rdr = csv_reader(text, 0, delimiter, None);
+        let mut rec = csv::ByteRecord::new();
+        let mut first = true;
+        while rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| err(None, e.to_string()))?
+        {
+            let line = rec.position().map_or(0, |p| p.line());
+            if rec.len() != spec.columns.len() {
+                return Err(err(
+                    Some(line),
+                    format!(
+                        "the row has {} fields; `columns` names {}",
+                        rec.len(),
+                        spec.columns.len()
+                    ),
+                ));
+            }
+            let values: Vec<Vec<u8>> = rec
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != key)
+                .map(|(_, f)| f.to_vec())
+                .collect();
+            match key {
+                Some(k) => {
+                    let kv = rec[k].trim_ascii().to_vec();
+                    if side.rows.insert(kv, values).is_some() {
+                        return Err(err(
+                            Some(line),
+                            format!("key `{}` is given twice", String::from_utf8_lossy(&rec[k])),
+                        ));
+                    }
+                }
+                None if first => side.constant = values,
+                None => {
+                    return Err(err(
+                        Some(line),
+                        "a side file without `key` must have one row".into(),
+                    ))
+                }
+            }
+            first = false;
+        }
+        if key.is_none() && first {
+            return Err(err(None, "the side file is empty".into()));
+        }
+        Ok(side)
+    }
+
+    /// The values joined to a record whose join column holds `key`;
+    /// `None` when the file has no row for it.
+    fn values(&self, key: Option<&[u8]>) -> Option<&[Vec<u8>]> {
+        match key {
+            None => Some(&self.constant),
+            Some(k) => self.rows.get(k.trim_ascii()).map(|v| v.as_slice()),
+        }
+    }
+}
 
 /// The compiled input dialect.
 #[derive(Debug, Clone)]
@@ -21,33 +255,86 @@ pub struct Dialect {
     quote: Option<u8>,
     header: bool,
     columns: Option<Vec<String>>,
+    /// The declared encoding.
+    pub encoding: Encoding,
+    invalid_bytes: InvalidBytes,
+    max_record_lines: u64,
+    max_record_bytes: u64,
+    max_field_bytes: u64,
+    fixed: Option<Arc<FixedLayout>>,
+    aliases: Vec<(String, Vec<String>)>,
+    side_files: Vec<Arc<SideFile>>,
 }
 
 impl Dialect {
+    /// Adds loaded side files (see [`SideFile::load`]).
+    pub fn with_side_files(mut self, files: Vec<SideFile>) -> Dialect {
+        self.side_files = files.into_iter().map(Arc::new).collect();
+        self
+    }
+
     /// Validates the `[input]` table of a profile.
     pub fn new(spec: &InputSpec) -> std::result::Result<Dialect, String> {
-        let label = spec.encoding.trim().to_ascii_lowercase();
-        if !matches!(label.as_str(), "utf-8" | "utf8" | "unicode-1-1-utf-8") {
-            return Err(format!(
-                "encoding `{}` is not supported yet; use utf-8",
-                spec.encoding
-            ));
+        let encoding = Encoding::from_label(&spec.encoding)?;
+        if spec.max_record_lines == 0 || spec.max_record_bytes == 0 || spec.max_field_bytes == 0 {
+            return Err(
+                "max_record_lines, max_record_bytes and max_field_bytes must be at least 1".into(),
+            );
         }
-        let delimiter =
+        let mut d = Dialect {
+            delimiter: b',',
+            quote: None,
+            header: false,
+            columns: None,
+            encoding,
+            invalid_bytes: spec.invalid_bytes,
+            max_record_lines: spec.max_record_lines,
+            max_record_bytes: spec.max_record_bytes,
+            max_field_bytes: spec.max_field_bytes,
+            fixed: None,
+            aliases: spec
+                .aliases
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            side_files: Vec::new(),
+        };
+        if spec.format == InputFormat::FixedWidth {
+            if spec.columns.is_some() {
+                return Err(
+                    "fixed_width layouts name their columns in `fields`, not `columns`".into(),
+                );
+            }
+            let layout = FixedLayout::new(spec)?;
+            d.columns = Some(layout.names.clone());
+            d.fixed = Some(Arc::new(layout));
+            d.header = spec.header.unwrap_or(false);
+            return Ok(d);
+        }
+        if !spec.fields.is_empty() || !spec.segments.is_empty() {
+            return Err("`fields` and `segments` need format = \"fixed_width\"".into());
+        }
+        d.delimiter =
             single_byte("delimiter", &spec.delimiter)?.ok_or("delimiter must not be `none`")?;
-        let quote = single_byte("quote", &spec.quote)?;
-        if Some(delimiter) == quote {
+        d.quote = single_byte("quote", &spec.quote)?;
+        if Some(d.delimiter) == d.quote {
             return Err("delimiter and quote must differ".into());
         }
-        if !spec.header && spec.columns.is_none() {
+        if matches!(d.delimiter, b'\r' | b'\n') || matches!(d.quote, Some(b'\r' | b'\n')) {
+            return Err("delimiter and quote may not be a line break".into());
+        }
+        d.header = spec.header.unwrap_or(true);
+        if !d.header && spec.columns.is_none() {
             return Err("header = false needs `columns = [...]` naming every column".into());
         }
-        Ok(Dialect {
-            delimiter,
-            quote,
-            header: spec.header,
-            columns: spec.columns.clone(),
-        })
+        d.columns = spec.columns.clone();
+        Ok(d)
+    }
+
+    /// A dialect from `[input]` TOML text (tests and fuzz targets).
+    pub fn from_toml(text: &str) -> std::result::Result<Dialect, String> {
+        let spec: InputSpec = toml::from_str(text).map_err(|e| e.to_string())?;
+        Dialect::new(&spec)
     }
 }
 
@@ -73,22 +360,42 @@ pub struct RawRecord {
     pub number: u64,
     /// The fields as parsed (quotes removed).
     pub fields: csv::ByteRecord,
+    /// Byte offset of the record's start in the extract's text.
+    pub start: usize,
+    /// Byte offset one past the record's end (its line end included).
+    pub end: usize,
+    /// Set when the reader already knows the record must be rejected.
+    pub fail: Option<Fail>,
+    /// Invalid byte sequences replaced with U+FFFD in this record.
+    pub replaced: u64,
+    /// Line and column of the first of them.
+    pub replaced_at: Option<(u64, u64)>,
+    /// Blank lines right before this record.
+    pub blank_before: u64,
 }
 
 /// An opened extract: its column names and where its records begin.
 pub struct Extract<'a> {
     /// Column names, from the header row or the profile.
     pub columns: Vec<String>,
-    /// The file's bytes after any byte-order mark; every offset in this
-    /// module is into this slice.
+    /// The file's UTF-8 text after any byte-order mark; every offset in
+    /// this module is into this slice.
     data: &'a [u8],
+    /// Offsets of replaced invalid sequences (see [`Text::invalid`]).
+    invalid: &'a [usize],
     /// Offset of the first byte after the header row.
     body: usize,
     /// Newlines before `body`.
     body_newlines: u64,
     file: u32,
-    delimiter: u8,
-    quote: Option<u8>,
+    dialect: Dialect,
+    /// The header row's fields, trimmed, to spot a repeated header.
+    header_row: Option<Vec<Vec<u8>>>,
+    encoding: &'static str,
+    /// Columns of the extract itself, before side-file columns.
+    width: usize,
+    /// Side files with the index of the column they join on.
+    joins: Vec<(Option<usize>, Arc<SideFile>)>,
 }
 
 /// A byte range of an extract's body whose first byte starts a record
@@ -104,25 +411,117 @@ pub struct Shard {
     pub newlines_before: u64,
 }
 
+/// Decodes a whole file per the dialect's encoding; the error is an input
+/// error naming the file.
+pub fn decode_input<'b>(path: &Path, bytes: &'b [u8], dialect: &Dialect) -> Result<Text<'b>> {
+    decode::decode(bytes, dialect.encoding).map_err(|message| Error::Input {
+        path: path.into(),
+        line: None,
+        message,
+    })
+}
+
 impl<'a> Extract<'a> {
-    /// Opens `bytes` (the whole file) with `dialect`. Reads the header row
-    /// when the dialect has one; a file without even a header is an error.
+    /// Opens `bytes` (the whole file, UTF-8) with `dialect`. Reads the
+    /// header row when the dialect has one; a file without even a header
+    /// is an error.
     pub fn open(path: &Path, file: u32, bytes: &'a [u8], dialect: &Dialect) -> Result<Extract<'a>> {
         let data = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+        Extract::open_inner(path, file, data, &[], "UTF-8", dialect)
+    }
+
+    /// Opens decoded text (see [`decode_input`]).
+    pub fn open_text(
+        path: &Path,
+        file: u32,
+        text: &'a Text<'_>,
+        dialect: &Dialect,
+    ) -> Result<Extract<'a>> {
+        Extract::open_inner(
+            path,
+            file,
+            &text.bytes,
+            &text.invalid,
+            text.encoding,
+            dialect,
+        )
+    }
+
+    fn open_inner(
+        path: &Path,
+        file: u32,
+        data: &'a [u8],
+        invalid: &'a [usize],
+        encoding: &'static str,
+        dialect: &Dialect,
+    ) -> Result<Extract<'a>> {
         let mut x = Extract {
             columns: Vec::new(),
             data,
+            invalid,
             body: 0,
             body_newlines: 0,
             file,
-            delimiter: dialect.delimiter,
-            quote: dialect.quote,
+            dialect: dialect.clone(),
+            header_row: None,
+            encoding,
+            width: 0,
+            joins: Vec::new(),
         };
+        x.read_columns(path, dialect)?;
+        x.width = x.columns.len();
+        for side in &dialect.side_files {
+            let at = match &side.join_on {
+                Some(c) => {
+                    Some(
+                        x.columns
+                            .iter()
+                            .position(|n| n == c)
+                            .ok_or_else(|| Error::Input {
+                                path: path.into(),
+                                line: Some(1),
+                                message: format!(
+                                    "side file join column `{c}` is not a column of the extract"
+                                ),
+                            })?,
+                    )
+                }
+                None => None,
+            };
+            for c in &side.columns {
+                if x.columns.contains(c) {
+                    return Err(Error::Input {
+                        path: path.into(),
+                        line: Some(1),
+                        message: format!(
+                            "side file column `{c}` is already a column of the extract"
+                        ),
+                    });
+                }
+                x.columns.push(c.clone());
+            }
+            x.joins.push((at, side.clone()));
+        }
+        Ok(x)
+    }
+
+    /// Reads the column names (from the header row or the profile) and
+    /// finds where the body starts.
+    fn read_columns(&mut self, path: &Path, dialect: &Dialect) -> Result<()> {
+        let x = self;
+        let data = x.data;
         if !dialect.header {
             x.columns = dialect.columns.clone().unwrap_or_default();
-            return Ok(x);
+            return Ok(());
         }
-        let mut rdr = x.csv_reader(0);
+        if dialect.fixed.is_some() {
+            // A fixed-width header line is a title: skip it.
+            x.body = line_end(data, 0).1;
+            x.body_newlines = count_breaks(data, 0, x.body);
+            x.columns = dialect.columns.clone().unwrap_or_default();
+            return Ok(());
+        }
+        let mut rdr = csv_reader(data, 0, dialect.delimiter, dialect.quote);
         let mut head = csv::ByteRecord::new();
         let got = rdr.read_byte_record(&mut head).map_err(|e| Error::Input {
             path: path.into(),
@@ -137,7 +536,8 @@ impl<'a> Extract<'a> {
             });
         }
         x.body = (rdr.position().byte() as usize).min(data.len());
-        x.body_newlines = count_newlines(&data[..x.body]);
+        x.body_newlines = count_breaks(data, 0, x.body);
+        x.header_row = Some(head.iter().map(|f| f.trim_ascii().to_vec()).collect());
         // `columns` with a header row renames the columns (a header with
         // repeated or awkward names) and the header row is skipped.
         if let Some(cols) = &dialect.columns {
@@ -153,7 +553,7 @@ impl<'a> Extract<'a> {
                 });
             }
             x.columns = cols.clone();
-            return Ok(x);
+            return Ok(());
         }
         let mut cols = Vec::with_capacity(head.len());
         for (i, f) in head.iter().enumerate() {
@@ -164,30 +564,31 @@ impl<'a> Extract<'a> {
             })?;
             cols.push(name.trim().to_string());
         }
+        // Aliases: the first header name matching a spelling (ignoring
+        // case) takes the logical name, unless the header has it already.
+        for (logical, spellings) in &dialect.aliases {
+            if cols.iter().any(|c| c == logical) {
+                continue;
+            }
+            if let Some(c) = cols
+                .iter_mut()
+                .find(|c| spellings.iter().any(|s| s.eq_ignore_ascii_case(c)))
+            {
+                *c = logical.clone();
+            }
+        }
         x.columns = cols;
-        Ok(x)
+        Ok(())
     }
 
-    fn csv_reader(&self, start: usize) -> csv::Reader<&'a [u8]> {
-        let mut b = csv::ReaderBuilder::new();
-        b.delimiter(self.delimiter)
-            .has_headers(false)
-            .flexible(true);
-        match self.quote {
-            Some(q) => b.quote(q),
-            None => b.quoting(false),
-        };
-        b.from_reader(&self.data[start..])
-    }
-
-    /// The file's bytes after any byte-order mark.
+    /// The file's text after any byte-order mark.
     pub fn data(&self) -> &'a [u8] {
         self.data
     }
 
     /// The quote byte, if quoting is on.
     pub fn quote(&self) -> Option<u8> {
-        self.quote
+        self.dialect.quote
     }
 
     /// The whole body as one shard: what the reference pipeline reads.
@@ -200,46 +601,74 @@ impl<'a> Extract<'a> {
     }
 
     /// Splits the body into shards of about `target` bytes (see
-    /// [`crate::shard::plan`]).
+    /// [`crate::shard::plan`]). Fixed-width shards are line-aligned.
     pub fn shards(&self, target: usize) -> Vec<Shard> {
-        crate::shard::plan(self.data, self.whole(), self.quote, target)
+        crate::shard::plan(self.data, self.whole(), self.dialect.quote, target)
     }
 
     /// A reader of the records that start inside `shard`.
-    pub fn reader(&self, shard: Shard) -> ShardReader<'a> {
+    pub fn reader(&self, shard: Shard) -> ShardReader<'_, 'a> {
         ShardReader {
-            rdr: self.csv_reader(shard.start),
-            data: self.data,
+            x: self,
+            csv: match self.dialect.fixed {
+                Some(_) => None,
+                None => Some(csv_reader(
+                    self.data,
+                    shard.start,
+                    self.dialect.delimiter,
+                    self.dialect.quote,
+                )),
+            },
+            base: shard.start,
+            pos: shard.start,
             shard,
-            file: self.file,
             newlines: shard.newlines_before,
             counted_to: shard.start,
             first_seen: None,
             next_start: None,
             done: false,
+            trailing_blank: 0,
+            char_starts: Vec::new(),
         }
     }
 }
 
+fn csv_reader(data: &[u8], start: usize, delimiter: u8, quote: Option<u8>) -> csv::Reader<&[u8]> {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter).has_headers(false).flexible(true);
+    match quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    b.from_reader(&data[start.min(data.len())..])
+}
+
 /// Reads the records of one shard.
-pub struct ShardReader<'a> {
-    rdr: csv::Reader<&'a [u8]>,
-    data: &'a [u8],
+pub struct ShardReader<'x, 'a> {
+    x: &'x Extract<'a>,
+    /// The csv reader (delimited layouts), reading `data[base..]`.
+    csv: Option<csv::Reader<&'a [u8]>>,
+    base: usize,
+    /// Fixed-width layouts: where the next line starts.
+    pos: usize,
     shard: Shard,
-    file: u32,
     /// Newlines counted in `data[..counted_to]`.
     newlines: u64,
     counted_to: usize,
     first_seen: Option<usize>,
     next_start: Option<usize>,
     done: bool,
+    trailing_blank: u64,
+    /// Reused: byte offset of each character of a fixed-width line.
+    char_starts: Vec<usize>,
 }
 
-impl ShardReader<'_> {
+impl ShardReader<'_, '_> {
     /// Reads the next record of the shard into `rec`, numbering it
     /// `number`. Returns `false` once the next record starts at or after
     /// the shard's end, or at the end of the file. Blank lines are not
-    /// records.
+    /// records (they are counted in [`RawRecord::blank_before`] and
+    /// [`ShardReader::trailing_blank`]).
     pub fn next_record(
         &mut self,
         number: u64,
@@ -248,22 +677,327 @@ impl ShardReader<'_> {
         if self.done {
             return Ok(false);
         }
-        if !self.rdr.read_byte_record(&mut rec.fields)? {
-            self.done = true;
-            return Ok(false);
-        }
-        let rel = rec.fields.position().map_or(0, |p| p.byte() as usize);
-        let start = self.true_start(self.shard.start + rel);
+        let data = self.x.data;
+        let (start, end) = if self.csv.is_some() {
+            match self.read_delimited(rec)? {
+                Some(r) => r,
+                None => return Ok(false),
+            }
+        } else {
+            let mut p = self.pos;
+            while p < data.len() && matches!(data[p], b'\r' | b'\n') {
+                p += 1;
+            }
+            if p >= data.len() {
+                self.finish();
+                return Ok(false);
+            }
+            (p, 0)
+        };
         self.first_seen.get_or_insert(start);
         if start >= self.shard.end {
             self.next_start = Some(start);
             self.done = true;
             return Ok(false);
         }
-        rec.file = self.file;
+        rec.file = self.x.file;
         rec.number = number;
         rec.line = self.line_at(start);
+        rec.start = start;
+        rec.fail = None;
+        rec.replaced = 0;
+        rec.replaced_at = None;
+        rec.blank_before = self.blank_before(start);
+        if self.csv.is_some() {
+            rec.end = end;
+            self.check_delimited(rec);
+        } else {
+            self.read_fixed(rec);
+        }
+        if rec.fail.is_none() {
+            self.check_common(rec);
+        }
+        self.join(rec);
         Ok(true)
+    }
+
+    /// Appends the side files' values. Only a record with the extract's
+    /// own number of fields is joined: in a ragged one the join column
+    /// cannot be trusted (it is rejected, or padded with empty values).
+    fn join(&self, rec: &mut RawRecord) {
+        if self.x.joins.is_empty() || rec.fields.len() != self.x.width {
+            return;
+        }
+        for (at, side) in &self.x.joins {
+            let key = at.map(|i| &rec.fields[i]);
+            match side.values(key) {
+                Some(vals) => {
+                    for v in vals {
+                        rec.fields.push_field(v);
+                    }
+                }
+                None => {
+                    for _ in &side.columns {
+                        rec.fields.push_field(b"");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next delimited record; `(start, end)` of it, `None` at the
+    /// end of the file.
+    fn read_delimited(
+        &mut self,
+        rec: &mut RawRecord,
+    ) -> std::result::Result<Option<(usize, usize)>, csv::Error> {
+        let Some(rdr) = self.csv.as_mut() else {
+            return Ok(None);
+        };
+        if !rdr.read_byte_record(&mut rec.fields)? {
+            self.finish();
+            return Ok(None);
+        }
+        let rel = rec.fields.position().map_or(0, |p| p.byte() as usize);
+        let end = (self.base + rdr.position().byte() as usize).min(self.x.data.len());
+        let start = self.true_start(self.base + rel);
+        Ok(Some((start, end.max(start))))
+    }
+
+    /// Bounds a delimited record: an unbalanced quote, an overlong record
+    /// or field.
+    fn check_delimited(&mut self, rec: &mut RawRecord) {
+        let data = self.x.data;
+        let d = &self.x.dialect;
+        let (start, end) = (rec.start, rec.end);
+        let content_end = start + trim_line_end(&data[start..end]).len();
+        let lines = count_breaks(data, start, content_end) + 1;
+        let at_eof_in_quotes = end >= data.len()
+            && lines > 1
+            && d.quote
+                .is_some_and(|q| data[start..end].iter().filter(|&&b| b == q).count() % 2 == 1);
+        if lines > d.max_record_lines || at_eof_in_quotes {
+            // Resume on the line after the record's start, and keep only
+            // that first line's fields for the report.
+            let next = line_end(data, start).1;
+            let mut first = csv_reader(&data[..next], start, d.delimiter, d.quote);
+            if !matches!(first.read_byte_record(&mut rec.fields), Ok(true)) {
+                rec.fields.clear();
+            }
+            self.csv = Some(csv_reader(data, next, d.delimiter, d.quote));
+            self.base = next;
+            rec.end = next;
+            let why = if lines > d.max_record_lines {
+                format!("runs past {} lines", d.max_record_lines)
+            } else {
+                "runs to the end of the file".to_string()
+            };
+            rec.fail = Some(Fail::new(
+                Reason::UnbalancedQuote,
+                "",
+                format!(
+                    "a quote opened in the record at line {} never closes (the record {why}); \
+                     the record is rejected and reading resumes at line {}",
+                    rec.line,
+                    rec.line + 1
+                ),
+            ));
+            return;
+        }
+        if let Some(i) = rec
+            .fields
+            .iter()
+            .position(|f| f.len() as u64 > d.max_field_bytes)
+        {
+            let name = self.x.columns.get(i).map_or("", |c| c.as_str());
+            rec.fail = Some(Fail::new(
+                Reason::FieldTooLong,
+                name,
+                format!(
+                    "field {} ({name}) is {} bytes long; max_field_bytes is {}",
+                    i + 1,
+                    rec.fields[i].len(),
+                    d.max_field_bytes
+                ),
+            ));
+            return;
+        }
+        if let Some(h) = &self.x.header_row {
+            if rec.fields.len() == h.len()
+                && rec
+                    .fields
+                    .iter()
+                    .zip(h)
+                    .all(|(f, h)| f.trim_ascii() == &h[..])
+            {
+                rec.fail = Some(Fail::new(
+                    Reason::HeaderRow,
+                    "",
+                    "the record repeats the header row",
+                ));
+            }
+        }
+    }
+
+    /// Cuts one fixed-width line into `rec.fields`.
+    fn read_fixed(&mut self, rec: &mut RawRecord) {
+        let data = self.x.data;
+        let Some(layout) = self.x.dialect.fixed.clone() else {
+            return;
+        };
+        let start = rec.start;
+        let (end, next) = line_end(data, start);
+        self.pos = next;
+        rec.end = next;
+        let line = &data[start..end];
+        rec.fields.clear();
+        let (len, tail) = match layout.units {
+            Units::Bytes => {
+                for &(a, b) in &layout.ranges {
+                    rec.fields
+                        .push_field(&line[a.min(line.len())..b.min(line.len())]);
+                }
+                (line.len(), &line[layout.width.min(line.len())..])
+            }
+            Units::Chars => {
+                self.char_starts.clear();
+                self.char_starts.extend(
+                    line.iter()
+                        .enumerate()
+                        .filter(|(_, &b)| (b as i8) >= -0x40)
+                        .map(|(i, _)| i),
+                );
+                let n = self.char_starts.len();
+                let at = |c: usize| self.char_starts.get(c).copied().unwrap_or(line.len());
+                for &(a, b) in &layout.ranges {
+                    rec.fields.push_field(&line[at(a.min(n))..at(b.min(n))]);
+                }
+                (n, &line[at(layout.width.min(n))..])
+            }
+        };
+        if !tail.trim_ascii().is_empty() {
+            rec.fail = Some(Fail::new(
+                Reason::FieldCount,
+                "",
+                format!(
+                    "the line is {len} {} long and holds text past the layout's {}",
+                    units_name(layout.units),
+                    layout.width
+                ),
+            ));
+        }
+    }
+
+    /// Checks every layout shares: record length, NUL bytes, invalid
+    /// bytes.
+    fn check_common(&mut self, rec: &mut RawRecord) {
+        let data = self.x.data;
+        let d = &self.x.dialect;
+        let (start, end) = (rec.start, rec.end.min(data.len()));
+        let bytes = &data[start..end];
+        if bytes.len() as u64 > d.max_record_bytes {
+            rec.fail = Some(Fail::new(
+                Reason::RecordTooLong,
+                "",
+                format!(
+                    "the record is {} bytes long; max_record_bytes is {}",
+                    bytes.len(),
+                    d.max_record_bytes
+                ),
+            ));
+            return;
+        }
+        if let Some(i) = bytes.iter().position(|&b| b == 0) {
+            let (l, c) = self.line_col(rec, start + i);
+            rec.fail = Some(Fail::new(
+                Reason::NulByte,
+                "",
+                format!(
+                    "NUL byte at line {l}, column {c} (a UTF-16 file read as UTF-8? set \
+                     `encoding`)"
+                ),
+            ));
+            return;
+        }
+        let inv = self.x.invalid;
+        if inv.is_empty() {
+            return;
+        }
+        let a = inv.partition_point(|&o| o < start);
+        let b = inv.partition_point(|&o| o < end);
+        if a == b {
+            return;
+        }
+        match d.invalid_bytes {
+            InvalidBytes::Replace => {
+                rec.replaced = (b - a) as u64;
+                rec.replaced_at = Some(self.line_col(rec, inv[a]));
+            }
+            InvalidBytes::Reject => {
+                let (l, c) = self.line_col(rec, inv[a]);
+                rec.fail = Some(Fail::new(
+                    Reason::InvalidEncoding,
+                    "",
+                    format!(
+                        "bytes not valid {} at line {l}, column {c}{}",
+                        self.x.encoding,
+                        if b - a > 1 {
+                            format!(" ({} invalid sequences in the record)", b - a)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Line and column of `pos` inside `rec` (which starts a line).
+    fn line_col(&self, rec: &RawRecord, pos: usize) -> (u64, u64) {
+        let within = &self.x.data[rec.start..pos];
+        let line_start = within
+            .iter()
+            .rposition(|&b| matches!(b, b'\r' | b'\n'))
+            .map_or(rec.start, |i| rec.start + i + 1);
+        (
+            rec.line + count_breaks(self.x.data, rec.start, pos),
+            decode::column(&self.x.data[line_start..pos]),
+        )
+    }
+
+    /// The end of the file: counts the blank lines after the last record.
+    fn finish(&mut self) {
+        self.done = true;
+        let data = self.x.data;
+        // A shard after this one can only hold these same blank lines;
+        // the parallel engine ignores its count (see `engine::run_file`).
+        self.trailing_blank = self.blank_before(data.len());
+    }
+
+    /// Blank lines right before `start` (a record start or the end of the
+    /// file): the line breaks after the last other byte, less the one
+    /// ending that byte's line. Derived from the text alone, so every
+    /// engine and shard plan counts each blank line exactly once.
+    fn blank_before(&self, start: usize) -> u64 {
+        let data = self.x.data;
+        let mut g = start;
+        while g > 0 && matches!(data[g - 1], b'\r' | b'\n') {
+            g -= 1;
+        }
+        let n = count_breaks(data, g, start);
+        // The break ending the previous line (or the header row) is not
+        // a blank line.
+        if g > 0 {
+            n.saturating_sub(1)
+        } else {
+            n
+        }
+    }
+
+    /// Blank lines after the last record, known once [`ShardReader::next_record`]
+    /// returned `false` at the end of the file (0 otherwise).
+    pub fn trailing_blank(&self) -> u64 {
+        self.trailing_blank
     }
 
     /// Where the first record this reader saw starts (emitted or not);
@@ -285,8 +1019,9 @@ impl ShardReader<'_> {
     /// previous line's CRLF, and before blank lines it skipped; the record
     /// really starts at its first other byte.
     fn true_start(&self, mut start: usize) -> usize {
-        start = start.min(self.data.len());
-        while start < self.data.len() && matches!(self.data[start], b'\r' | b'\n') {
+        let data = self.x.data;
+        start = start.min(data.len());
+        while start < data.len() && matches!(data[start], b'\r' | b'\n') {
             start += 1;
         }
         start
@@ -296,16 +1031,61 @@ impl ShardReader<'_> {
     /// the csv crate's line numbers drift by one on CRLF files.
     fn line_at(&mut self, start: usize) -> u64 {
         if start >= self.counted_to {
-            self.newlines += count_newlines(&self.data[self.counted_to..start]);
+            self.newlines += count_breaks(self.x.data, self.counted_to, start);
             self.counted_to = start;
         }
         self.newlines + 1
     }
 }
 
-/// Number of LF bytes in `b`.
+fn units_name(u: Units) -> &'static str {
+    match u {
+        Units::Chars => "characters",
+        Units::Bytes => "bytes",
+    }
+}
+
+/// `b` without its trailing line break(s).
+fn trim_line_end(mut b: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// Line breaks in `b`: LF, CRLF (once) and a CR alone (old Mac files; the
+/// csv crate ends a record there too). A CR at the very end of `b` counts:
+/// use [`count_breaks`] when the byte after the slice is known.
 pub fn count_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
+    count_breaks(b, 0, b.len())
+}
+
+/// Line breaks in `data[a..b]` (see [`count_newlines`]); a CR at `b - 1`
+/// is a break unless `data[b]` is LF, so counts of adjacent ranges add up.
+pub fn count_breaks(data: &[u8], a: usize, b: usize) -> u64 {
+    let lf = data[a..b].iter().filter(|&&c| c == b'\n').count();
+    let cr = data[a..b]
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'\r' && data.get(a + i + 1) != Some(&b'\n'))
+        .count();
+    (lf + cr) as u64
+}
+
+/// Where the line holding `start` ends (its first CR or LF, or the end of
+/// the data) and where the next line starts.
+fn line_end(data: &[u8], start: usize) -> (usize, usize) {
+    match data[start..]
+        .iter()
+        .position(|&b| matches!(b, b'\r' | b'\n'))
+    {
+        None => (data.len(), data.len()),
+        Some(i) => {
+            let e = start + i;
+            let crlf = data[e] == b'\r' && data.get(e + 1) == Some(&b'\n');
+            (e, e + 1 + usize::from(crlf))
+        }
+    }
 }
 
 impl RawRecord {
@@ -316,6 +1096,12 @@ impl RawRecord {
             line: 0,
             number: 0,
             fields: csv::ByteRecord::new(),
+            start: 0,
+            end: 0,
+            fail: None,
+            replaced: 0,
+            replaced_at: None,
+            blank_before: 0,
         }
     }
 }
@@ -326,24 +1112,58 @@ impl Default for RawRecord {
     }
 }
 
+/// Every record of a whole extract, as the reference engine reads it:
+/// the columns and `(line, fields, fail reason)` per record, plus the
+/// blank lines counted. Shared by the fuzz targets and the corpus replay
+/// test; never panics on any input.
+pub fn parse_all(bytes: &[u8], dialect: &Dialect) -> Result<Parsed> {
+    let text = decode_input(Path::new("fuzz"), bytes, dialect)?;
+    let x = Extract::open_text(Path::new("fuzz"), 0, &text, dialect)?;
+    let mut rdr = x.reader(x.whole());
+    let mut rec = RawRecord::new();
+    let mut out = Parsed {
+        columns: x.columns.clone(),
+        records: Vec::new(),
+        blank_lines: 0,
+    };
+    let mut n = 0;
+    while rdr
+        .next_record(n + 1, &mut rec)
+        .map_err(|e| Error::Invariant(e.to_string()))?
+    {
+        n += 1;
+        out.blank_lines += rec.blank_before;
+        out.records.push((
+            rec.line,
+            rec.fields.iter().map(<[u8]>::to_vec).collect(),
+            rec.fail.as_ref().map(|f| f.reason),
+        ));
+    }
+    out.blank_lines += rdr.trailing_blank();
+    Ok(out)
+}
+
+/// What [`parse_all`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// `(line, fields, fail reason)` per record.
+    pub records: Vec<(u64, Vec<Vec<u8>>, Option<Reason>)>,
+    /// Blank lines skipped.
+    pub blank_lines: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn dialect(header: bool) -> Dialect {
-        Dialect::new(&InputSpec {
-            format: Default::default(),
-            delimiter: ",".into(),
-            quote: "\"".into(),
-            header,
-            columns: if header {
-                None
-            } else {
-                Some(vec!["a".into(), "b".into()])
-            },
-            encoding: "utf-8".into(),
-        })
-        .unwrap()
+        if header {
+            Dialect::from_toml("").unwrap()
+        } else {
+            Dialect::from_toml("header = false\ncolumns = [\"a\", \"b\"]").unwrap()
+        }
     }
 
     /// (line, record number, fields) of each record.
@@ -425,18 +1245,191 @@ mod tests {
 
     #[test]
     fn dialect_rejects_bad_settings() {
-        let mut spec = InputSpec {
-            format: Default::default(),
-            delimiter: "||".into(),
-            quote: "\"".into(),
-            header: true,
-            columns: None,
-            encoding: "utf-8".into(),
+        let e = |t: &str| Dialect::from_toml(t).unwrap_err();
+        assert!(e("delimiter = \"||\"").contains("delimiter"));
+        assert!(Dialect::from_toml("delimiter = \"tab\"").is_ok());
+        assert!(Dialect::from_toml("encoding = \"latin1\"").is_ok());
+        assert!(e("encoding = \"klingon\"").contains("encoding"));
+        assert!(e("delimiter = \"\\n\"").contains("line break"));
+        assert!(e("format = \"fixed_width\"").contains("fields"));
+        assert!(e("fields = [{ name = \"a\", start = 1, length = 2 }]").contains("fixed_width"));
+    }
+
+    fn reasons(p: &Parsed) -> Vec<(u64, Option<&'static str>)> {
+        p.records
+            .iter()
+            .map(|r| (r.0, r.2.map(|x| x.code())))
+            .collect()
+    }
+
+    #[test]
+    fn an_unbalanced_quote_is_bounded_and_reading_resumes() {
+        let d = Dialect::from_toml("max_record_lines = 3").unwrap();
+        let data = b"id,name\n1,\"open\n2,b\n3,c\n4,d\n5,e\n";
+        let p = parse_all(data, &d).unwrap();
+        assert_eq!(
+            reasons(&p),
+            [
+                (2, Some("unbalanced_quote")),
+                (3, None),
+                (4, None),
+                (5, None),
+                (6, None)
+            ]
+        );
+        // Only the first line's fields are kept for the report.
+        assert_eq!(p.records[0].1, [b"1".to_vec(), b"open\n".to_vec()]);
+        // At the end of the file the limit is not needed to notice it.
+        let p = parse_all(b"id,name\n1,a\n2,\"b\n3,c\n", &d).unwrap();
+        assert_eq!(
+            reasons(&p),
+            [(2, None), (3, Some("unbalanced_quote")), (4, None)]
+        );
+        // A legitimately quoted line break is fine.
+        let p = parse_all(b"id,name\n1,\"a\nb\"\n2,c\n", &d).unwrap();
+        assert_eq!(reasons(&p), [(2, None), (4, None)]);
+    }
+
+    #[test]
+    fn broken_row_kinds_have_reasons() {
+        let d = Dialect::from_toml("max_record_bytes = 40\nmax_field_bytes = 10").unwrap();
+        let data = b"id,name\r\n\r\n1,a\r\nid,name\r\n2,b\x00c\r\n3,abcdefghijklmnop\r\n\
+                     4,abcdefghi,abcdefghi,abcdefghi,abcdefghi\r\n\r\n\r\n";
+        let p = parse_all(data, &d).unwrap();
+        assert_eq!(
+            reasons(&p),
+            [
+                (3, None),
+                (4, Some("header_row")),
+                (5, Some("nul_byte")),
+                (6, Some("field_too_long")),
+                (7, Some("record_too_long")),
+            ]
+        );
+        assert_eq!(p.blank_lines, 3);
+    }
+
+    #[test]
+    fn invalid_bytes_reject_or_count() {
+        let d = Dialect::from_toml("").unwrap();
+        let p = parse_all(b"id,name\n1,Jos\xE9\n2,b\n", &d).unwrap();
+        assert_eq!(reasons(&p), [(2, Some("invalid_encoding")), (3, None)]);
+        let d = Dialect::from_toml("encoding = \"windows-1252\"").unwrap();
+        let p = parse_all(b"id,name\n1,Jos\xE9\n", &d).unwrap();
+        assert_eq!(p.records[0].1[1], "José".as_bytes());
+        assert_eq!(p.records[0].2, None);
+    }
+
+    #[test]
+    fn aliases_rename_header_spellings() {
+        let d = Dialect::from_toml("aliases = { id = [\"Patron ID\", \"PID\"] }").unwrap();
+        let p = parse_all(b"pid,name\n1,a\n", &d).unwrap();
+        assert_eq!(p.columns, ["id", "name"]);
+    }
+
+    const SIF: &str = r#"
+format = "fixed_width"
+fields = [
+  { name = "GROUP", start = 1, length = 4 },
+  { name = "ID", start = 5, length = 3 },
+]
+[[segments]]
+prefix = "ADDR"
+start = 8
+length = 5
+count = 2
+fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2, length = 4 }]
+"#;
+
+    #[test]
+    fn fixed_width_with_segments_in_characters() {
+        let d = Dialect::from_toml(SIF).unwrap();
+        let data = "UG  0011Élm 2Oak \n\nGR  002\r\nST  0031Pine3Fir x\n".as_bytes();
+        let p = parse_all(data, &d).unwrap();
+        assert_eq!(
+            p.columns,
+            [
+                "GROUP",
+                "ID",
+                "ADDR1_TYPE",
+                "ADDR1_LINE1",
+                "ADDR2_TYPE",
+                "ADDR2_LINE1"
+            ]
+        );
+        let f = |i: usize| {
+            p.records[i]
+                .1
+                .iter()
+                .map(|f| String::from_utf8(f.clone()).unwrap())
+                .collect::<Vec<_>>()
         };
-        assert!(Dialect::new(&spec).unwrap_err().contains("delimiter"));
-        spec.delimiter = "tab".into();
-        assert!(Dialect::new(&spec).is_ok());
-        spec.encoding = "latin1".into();
-        assert!(Dialect::new(&spec).unwrap_err().contains("encoding"));
+        assert_eq!(f(0), ["UG  ", "001", "1", "Élm ", "2", "Oak "]);
+        // A short line has empty trailing fields.
+        assert_eq!(f(1), ["GR  ", "002", "", "", "", ""]);
+        assert_eq!(
+            reasons(&p),
+            [(1, None), (3, None), (4, Some("field_count"))]
+        );
+        assert_eq!(p.blank_lines, 1);
+        // In bytes the É takes two.
+        let d = Dialect::from_toml(&SIF.replace("format", "units = \"bytes\"\nformat")).unwrap();
+        let p = parse_all("UG  0011Élm 2Oak\n".as_bytes(), &d).unwrap();
+        assert_eq!(
+            p.records[0].1[3],
+            "Él"
+                .as_bytes()
+                .iter()
+                .chain(b"m")
+                .copied()
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn fixed_width_layout_errors() {
+        let e = |t: &str| Dialect::from_toml(t).unwrap_err();
+        assert!(
+            e("format = \"fixed_width\"\nfields = [{ name = \"a\", start = 0, length = 1 }]")
+                .contains("1-based")
+        );
+        assert!(e(
+            "format = \"fixed_width\"\nfields = [{ name = \"a\", start = 1, length = 1 }, \
+                   { name = \"a\", start = 2, length = 1 }]"
+        )
+        .contains("twice"));
+    }
+
+    #[test]
+    fn side_files_parse_and_refuse_ambiguity() {
+        let spec = |key: Option<&str>, cols: &[&str]| SideFileSpec {
+            path: "s".into(),
+            delimiter: "|".into(),
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+            key: key.map(String::from),
+            join_on: None,
+        };
+        let p = Path::new("s");
+        let s = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a\n 2 |b").unwrap();
+        assert_eq!(s.columns, ["BC"]);
+        assert_eq!(s.values(Some(b"2")), Some(&[b"b".to_vec()][..]));
+        assert_eq!(s.values(Some(b"3")), None);
+        let e = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a\n1|b\n").unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = SideFile::parse(&spec(Some("ID"), &["ID", "BC"]), p, b"1|a|x\n").unwrap_err();
+        assert!(e.to_string().contains("3 fields"), "{e}");
+        let e = SideFile::parse(&spec(None, &["EXP"]), p, b"2030-01-01\n2031-01-01\n").unwrap_err();
+        assert!(e.to_string().contains("one row"), "{e}");
+        let s = SideFile::parse(&spec(None, &["EXP"]), p, b"2030-01-01").unwrap();
+        assert_eq!(s.values(None), Some(&[b"2030-01-01".to_vec()][..]));
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_like_the_csv_crate_ends_a_record() {
+        let d = Dialect::from_toml("").unwrap();
+        let p = parse_all(b"id,name\r1,a\r\r2,b\r\n3,\"x\ry\"\n4,d", &d).unwrap();
+        let lines: Vec<u64> = p.records.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 4, 5, 7]);
+        assert_eq!(p.blank_lines, 1);
     }
 }

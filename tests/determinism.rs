@@ -80,9 +80,19 @@ fn extract() -> impl Strategy<Value = (Vec<u8>, bool)> {
 }
 
 fn run(input: &Path, out: &Path, engine: Engine, mmap: MmapChoice) -> BTreeMap<String, Vec<u8>> {
+    run_with(PROFILE, input, out, engine, mmap)
+}
+
+fn run_with(
+    profile: &str,
+    input: &Path,
+    out: &Path,
+    engine: Engine,
+    mmap: MmapChoice,
+) -> BTreeMap<String, Vec<u8>> {
     let opts = ConvertOptions {
         profile_path: "inline.toml".into(),
-        profile: Profile::parse(PROFILE).unwrap(),
+        profile: Profile::parse(profile).unwrap(),
         inputs: vec![input.to_path_buf(), input.to_path_buf()],
         out_dir: out.to_path_buf(),
         as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
@@ -122,6 +132,162 @@ proptest! {
         for (k, v) in &reference {
             prop_assert!(v == &parallel[k], "{} differs (threads {}, shard {})", k, threads, shard);
         }
+    }
+}
+
+/// The reference and the parallel engine on `data` with `profile`.
+fn same_bytes(
+    profile: &str,
+    data: &[u8],
+    threads: usize,
+    shard: usize,
+) -> Result<(), TestCaseError> {
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in.txt");
+    std::fs::write(&input, data).unwrap();
+    let reference = run_with(
+        profile,
+        &input,
+        &t.path().join("ref"),
+        Engine::Reference,
+        MmapChoice::Never,
+    );
+    let parallel = run_with(
+        profile,
+        &input,
+        &t.path().join("par"),
+        Engine::Parallel {
+            threads,
+            shard_bytes: shard,
+        },
+        MmapChoice::Auto,
+    );
+    prop_assert_eq!(
+        reference.keys().collect::<Vec<_>>(),
+        parallel.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &reference {
+        prop_assert!(
+            v == &parallel[k],
+            "{} differs (threads {}, shard {})",
+            k,
+            threads,
+            shard
+        );
+    }
+    Ok(())
+}
+
+/// An extract in windows-1252, or UTF-8 with invalid bytes, NULs and
+/// unbalanced quotes: the decoded path and the row bounding.
+fn legacy_extract() -> impl Strategy<Value = Vec<u8>> {
+    let cell = prop_oneof![
+        Just(b"plain".to_vec()),
+        Just(b"Jos\xE9".to_vec()),
+        Just(b"\x80uro".to_vec()),
+        Just(b"\"open".to_vec()),
+        Just(b"\"ok\nline\"".to_vec()),
+        Just(b"n\x00ul".to_vec()),
+        Just(b"ctl\x01".to_vec()),
+        Just(Vec::new()),
+    ];
+    let id = (0u8..30).prop_map(|n| format!("I{n}").into_bytes());
+    let row = (id, cell.clone(), cell, 0u8..12).prop_map(|(id, a, b, k)| match k {
+        0 => Vec::new(),
+        1 => b"ID,LAST,NOTE,GROUP,EXP,BC".to_vec(),
+        2 => [id, b",".to_vec(), a].concat(),
+        _ => [id, b",".to_vec(), a, b",".to_vec(), b, b",A,,".to_vec()].concat(),
+    });
+    prop::collection::vec(row, 1..50).prop_map(|rows| {
+        let mut s = b"ID,LAST,NOTE,GROUP,EXP,BC\r\n".to_vec();
+        for r in rows {
+            s.extend(r);
+            s.extend(b"\r\n");
+        }
+        s
+    })
+}
+
+/// Fixed-width lines: multi-byte characters, short, blank and overlong
+/// lines.
+fn fixed_extract() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop::collection::vec(
+        prop_oneof![
+            Just("a"),
+            Just("é"),
+            Just(" "),
+            Just("1"),
+            Just("€"),
+            Just("\u{1}")
+        ],
+        0..40,
+    )
+    .prop_map(|cs| cs.concat());
+    (prop::collection::vec(line, 1..40), any::<bool>()).prop_map(|(lines, crlf)| {
+        let eol = if crlf { "\r\n" } else { "\n" };
+        lines
+            .iter()
+            .map(|l| format!("I{l}{eol}"))
+            .collect::<String>()
+            .into_bytes()
+    })
+}
+
+const FIXED_PROFILE: &str = r#"
+[input]
+format = "fixed_width"
+units = "UNITS"
+fields = [{ name = "ID", start = 1, length = 3 }, { name = "LAST", start = 4, length = 5 }]
+[[input.segments]]
+prefix = "S"
+start = 9
+length = 6
+count = 4
+fields = [{ name = "L1", start = 1, length = 3 }, { name = "C", start = 4, length = 3 }]
+[rules]
+mandatory = ["primary_id", "last_name"]
+[fields]
+primary_id = { column = "ID" }
+last_name = { column = "LAST" }
+expiry_date = { default = "+1y" }
+[[addresses]]
+types = ["home"]
+line1 = { column = "S1_L1" }
+city = { column = "S1_C" }
+[[addresses]]
+types = ["work"]
+line1 = { column = "S4_L1" }
+city = { column = "S4_C" }
+"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decoded_and_broken_input_is_engine_independent(
+        data in legacy_extract(),
+        utf8 in any::<bool>(),
+        threads in 1usize..5,
+        shard in 1usize..300,
+    ) {
+        let input = if utf8 {
+            "[input]\nmax_record_lines = 3\ninvalid_bytes = \"replace\"\nforbidden_chars = \"replace\""
+        } else {
+            "[input]\nencoding = \"windows-1252\"\nmax_record_lines = 4\nragged_rows = \"pad\""
+        };
+        let profile = PROFILE.replacen("[input]", input, 1);
+        same_bytes(&profile, &data, threads, shard)?;
+    }
+
+    #[test]
+    fn fixed_width_is_engine_independent(
+        data in fixed_extract(),
+        bytes in any::<bool>(),
+        threads in 1usize..5,
+        shard in 1usize..200,
+    ) {
+        let profile = FIXED_PROFILE.replace("UNITS", if bytes { "bytes" } else { "chars" });
+        same_bytes(&profile, &data, threads, shard)?;
     }
 }
 

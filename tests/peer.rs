@@ -310,6 +310,7 @@ fn peer_every_profile_is_tested() {
             "lib_jobs",
             "migration-tools",
             "millennium",
+            "sif",
             "uga-pipe"
         ]
     );
@@ -317,4 +318,58 @@ fn peer_every_profile_is_tested() {
 
 fn file_stem(p: &Path) -> String {
     p.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn peer_sif_one_record_with_an_email_segment() {
+    let Some(r) = run_peer(
+        "sif",
+        "alma-user-integration-legacy-converter/data/sample/sample.sif",
+        0,
+    ) else {
+        return;
+    };
+    assert_eq!(r.counts(), [1, 1, 0]);
+    let u = r.user("930123456");
+    for s in [
+        "<first_name>Alma</first_name>",
+        "<middle_name>Test</middle_name>",
+        "<last_name>User</last_name>",
+        "<user_group>UNDERGRAD</user_group>",
+        "<expiry_date>2016-01-01Z</expiry_date>",
+        "<line1>1000 Elm Road Apt 10</line1>",
+        "<city>Augusta</city>",
+        "<postal_code>30123</postal_code>",
+        "<start_date>2015-01-01Z</start_date>",
+        "<email_address>alma12@ega.edu</email_address>",
+    ] {
+        assert_contains(u, s);
+    }
+}
+
+#[test]
+fn peer_sif_three_segments_the_last_cut_short() {
+    let Some(r) = run_peer(
+        "sif",
+        "alma-user-integration-legacy-converter/data/test_sif/student",
+        0,
+    ) else {
+        return;
+    };
+    assert_eq!(r.counts(), [1, 1, 0]);
+    let u = r.user("930123456");
+    for s in [
+        "<line1>1000 Elm Road</line1>",
+        "<line2>Apt 10</line2>",
+        "<country>USA</country>",
+        "<phone_number>(111)222-3333</phone_number>",
+        "<email_address>alma12@ega.edu</email_address>",
+        // The third segment ends in its phone field, without the padding.
+        "<line1>1234 Street Rd</line1>",
+        "<city>Sandersville</city>",
+        "<start_date>2013-04-07Z</start_date>",
+        "<address_type>school</address_type>",
+    ] {
+        assert_contains(u, s);
+    }
 }

@@ -15,3 +15,7 @@ mod peer;
 mod determinism;
 // Several feeds, one user per person (convert --job).
 mod job;
+// The committed fuzz corpus, replayed on stable.
+mod fuzz_replay;
+// Encodings, broken rows and fixed-width extracts against golden files.
+mod input;

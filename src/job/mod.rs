@@ -24,8 +24,8 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::convert::{
-    check_engine, check_prefix, csv_err, finish, hidden_temp, id_values, in_out_dir, map_record,
-    ConvertOptions, Emitter, Engine, Extras, Outcome,
+    check_engine, check_prefix, csv_err, finish, hidden_temp, id_values, in_out_dir, load_dialect,
+    map_record, ConvertOptions, Emitter, Engine, Extras, Outcome,
 };
 use crate::dedupe::{Conflict, Owner};
 use crate::error::{Error, Result};
@@ -35,7 +35,7 @@ use crate::model::{User, UserField};
 use crate::package::{compress_entry, zip_time, Limits, Placer};
 use crate::profile::{IdentifierCase, Profile};
 use crate::report::{Fail, JobSummary, MapStats, Reason, SourceInfo};
-use crate::source::{Dialect, Extract, RawRecord};
+use crate::source::{decode_input, Dialect, Extract, RawRecord};
 use crate::xml;
 
 use decide::{decide, Candidate};
@@ -294,12 +294,7 @@ pub fn convert_job(opts: &JobOptions) -> Result<Outcome> {
     let dialects = job
         .sources
         .iter()
-        .map(|s| {
-            Dialect::new(&s.profile.input).map_err(|m| Error::Profile {
-                path: s.profile_path.clone(),
-                message: format!("[input]: {m}"),
-            })
-        })
+        .map(|s| load_dialect(&s.profile, &s.profile_path))
         .collect::<Result<Vec<_>>>()?;
     // The single-feed bookkeeping (rejects, counters, publication) works
     // on the flattened input list.
@@ -351,7 +346,8 @@ fn run(
         let mut mapper: Option<Mapper> = None;
         for path in &src.inputs {
             let input = Input::open(path, opts.mmap)?;
-            let x = Extract::open(path, file, input.bytes(), &dialects[si])?;
+            let text = decode_input(path, input.bytes(), &dialects[si])?;
+            let x = Extract::open_text(path, file, &text, &dialects[si])?;
             let m = match mapper.take() {
                 Some(m) if m.columns() != x.columns.as_slice() => {
                     return Err(Error::Input {
@@ -416,6 +412,7 @@ fn run(
                     break;
                 }
             }
+            stats.blank_lines += rdr.trailing_blank();
             em.end_file(file as usize);
             file += 1;
             mapper = Some(m);

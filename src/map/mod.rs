@@ -18,7 +18,8 @@ use crate::model::{
     Address, AddressPart, Email, Identifier, Note, Phone, Statistic, User, UserField,
 };
 use crate::profile::{
-    CaseRule, FieldSpec, IdentifierCase, Profile, TableSpec, TypeSpec, UnknownPolicy,
+    CaseRule, FieldSpec, ForbiddenChars, IdentifierCase, Profile, RaggedRows, TableSpec, TypeSpec,
+    UnknownPolicy,
 };
 use crate::report::{Fail, MapStats, Reason};
 use rules::{DateRule, Piece};
@@ -142,6 +143,10 @@ pub struct Mapper {
     match_id: MatchId,
     identifier_case: IdentifierCase,
     as_of: NaiveDate,
+    /// `ragged_rows = "pad"`.
+    pad_ragged: bool,
+    /// `forbidden_chars = "replace"`.
+    replace_forbidden: bool,
 }
 
 /// Compiles getters; collects the column indices they use.
@@ -535,6 +540,8 @@ impl Mapper {
             match_id,
             identifier_case: profile.rules.identifier_case,
             as_of,
+            pad_ragged: profile.input.ragged_rows == RaggedRows::Pad,
+            replace_forbidden: profile.input.forbidden_chars == ForbiddenChars::Replace,
         })
     }
 
@@ -602,7 +609,13 @@ impl Mapper {
     /// columns are never looked at.
     pub fn decode<'r>(&self, rec: &'r csv::ByteRecord, out: &mut Vec<&'r str>) -> Result<(), Fail> {
         out.clear();
-        if rec.len() != self.columns.len() {
+        let n = self.columns.len();
+        // With `ragged_rows = "pad"` a short record reads as if padded with
+        // empty fields and blank extra fields (a trailing delimiter) are
+        // ignored; extra fields holding data are never dropped silently.
+        let tolerated = self.pad_ragged
+            && (rec.len() < n || rec.iter().skip(n).all(|f| f.trim_ascii().is_empty()));
+        if rec.len() != n && !tolerated {
             return Err(Fail::new(
                 Reason::FieldCount,
                 "",
@@ -613,7 +626,7 @@ impl Mapper {
                 ),
             ));
         }
-        for (i, f) in rec.iter().enumerate() {
+        for (i, f) in rec.iter().take(n).enumerate() {
             match std::str::from_utf8(f) {
                 Ok(s) => out.push(s),
                 Err(e) if self.used[i] => {
@@ -629,6 +642,9 @@ impl Mapper {
                 }
                 Err(_) => out.push(""),
             }
+        }
+        while out.len() < n {
+            out.push("");
         }
         Ok(())
     }
@@ -884,8 +900,8 @@ impl Mapper {
     /// table, length.
     fn value(&self, g: &Getter, rec: &[&str], stats: &mut MapStats) -> Result<String, Fail> {
         let raw = self.raw(&g.source, rec);
-        let (clean, removed) = rules::strip_forbidden(&raw);
-        stats.forbidden_chars_removed += removed;
+        let (clean, removed) = rules::clean_forbidden(&raw, self.replace_forbidden);
+        stats.count_forbidden(removed, self.replace_forbidden);
         let mut v: Cow<str> = if g.trim {
             Cow::Borrowed(clean.trim())
         } else {
@@ -961,8 +977,8 @@ impl Mapper {
         // Compiling gives every date getter a DateSpec.
         let Some(spec) = &g.date else { return Ok(None) };
         let raw = self.raw(&g.source, rec);
-        let (clean, removed) = rules::strip_forbidden(&raw);
-        stats.forbidden_chars_removed += removed;
+        let (clean, removed) = rules::clean_forbidden(&raw, self.replace_forbidden);
+        stats.count_forbidden(removed, self.replace_forbidden);
         let text = clean.trim();
         if !text.is_empty() {
             return rules::parse_date(text, &spec.formats)
@@ -1312,5 +1328,41 @@ start_date = { column = "BC" }
         fields[8] = b"\xFF";
         let rec = csv::ByteRecord::from(fields);
         m.decode(&rec, &mut out).unwrap();
+    }
+
+    #[test]
+    fn ragged_rows_pad_short_and_ignore_blank_extras_only() {
+        let text = |extra: &str| {
+            format!(
+                "[input]\nragged_rows = \"pad\"\nforbidden_chars = \"replace\"\n[rules]\nmandatory = [\"primary_id\"]\n[fields]\n\
+                 primary_id = {{ column = \"ID\" }}\nlast_name = {{ column = \"LAST\" }}{extra}"
+            )
+        };
+        let p = Profile::parse(&text("")).unwrap();
+        let cols: Vec<String> = COLS.iter().map(|s| s.to_string()).collect();
+        let m = Mapper::new(&p, &cols, NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()).unwrap();
+        let short = csv::ByteRecord::from(vec!["1", "Doe"]);
+        let mut out = Vec::new();
+        m.decode(&short, &mut out).unwrap();
+        assert_eq!(out.len(), COLS.len());
+        let mut long: Vec<&str> = vec![""; COLS.len()];
+        long.push("  ");
+        let blank_extra = csv::ByteRecord::from(long.clone());
+        m.decode(&blank_extra, &mut Vec::new()).unwrap();
+        *long.last_mut().unwrap() = "data";
+        let data_extra = csv::ByteRecord::from(long);
+        let f = m.decode(&data_extra, &mut Vec::new()).unwrap_err();
+        assert_eq!(f.reason, Reason::FieldCount);
+        // forbidden_chars = "replace" keeps a mark where the character was.
+        let mut st = MapStats::default();
+        let mut r = vec![""; COLS.len()];
+        r[0] = "1";
+        r[1] = "D\u{1}oe";
+        let u = m.map(&r, &mut st).unwrap();
+        assert_eq!(u.get(UserField::LastName), Some("D\u{FFFD}oe"));
+        assert_eq!(
+            (st.forbidden_chars_replaced, st.forbidden_chars_removed),
+            (1, 0)
+        );
     }
 }

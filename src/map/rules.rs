@@ -31,6 +31,21 @@ pub fn strip_forbidden(s: &str) -> (Cow<'_, str>, u64) {
     (Cow::Owned(kept), removed)
 }
 
+/// [`strip_forbidden`], or with `replace` each forbidden character
+/// becomes U+FFFD instead of disappearing (so a reader sees something was
+/// there). Returns how many characters were affected.
+pub fn clean_forbidden(s: &str, replace: bool) -> (Cow<'_, str>, u64) {
+    let (clean, n) = strip_forbidden(s);
+    if n == 0 || !replace {
+        return (clean, n);
+    }
+    let replaced = s
+        .chars()
+        .map(|c| if xml_allowed(c) { c } else { '\u{FFFD}' })
+        .collect();
+    (Cow::Owned(replaced), n)
+}
+
 /// Applies a letter-case rule.
 pub fn apply_case(s: &str, rule: CaseRule) -> String {
     match rule {
