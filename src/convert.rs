@@ -184,8 +184,7 @@ impl<'o> Setup<'o> {
 /// reject report, counters, and cutting users into XML documents.
 pub(crate) struct Emitter<'o> {
     inputs: &'o [PathBuf],
-    rejects: csv::Writer<BufWriter<File>>,
-    rejects_tmp: NamedTempFile,
+    rejects: RejectsWriter,
     ids: Option<IdSet>,
     builder: EntryBuilder,
     pub(crate) stats: MapStats,
@@ -200,16 +199,9 @@ pub(crate) struct Emitter<'o> {
 
 impl<'o> Emitter<'o> {
     fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
-        let rejects_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
-        let f = rejects_tmp
-            .reopen()
-            .map_err(|e| Error::io(REJECTS_FILE, e))?;
-        let mut rejects = csv::Writer::from_writer(BufWriter::new(f));
-        rejects.write_record(REJECT_HEADER).map_err(rej_err)?;
         Ok(Emitter {
             inputs: &opts.inputs,
-            rejects,
-            rejects_tmp,
+            rejects: RejectsWriter::new(&opts.out_dir)?,
             ids: None,
             builder: EntryBuilder::new(opts.limits.users_per_file),
             stats: MapStats::default(),
@@ -263,17 +255,15 @@ impl<'o> Emitter<'o> {
         fail: &Fail,
     ) -> Result<()> {
         let path = self.inputs[file as usize].display().to_string();
-        self.rejects
-            .write_record([
-                path.as_str(),
-                &line.to_string(),
-                &number.to_string(),
-                primary_id,
-                fail.reason.code(),
-                &fail.field,
-                &fail.message,
-            ])
-            .map_err(rej_err)?;
+        self.rejects.write(
+            &path,
+            line,
+            number,
+            primary_id,
+            fail.reason.code(),
+            &fail.field,
+            &fail.message,
+        )?;
         *self
             .rejected_by_reason
             .entry(fail.reason.code().to_string())
@@ -304,6 +294,121 @@ impl<'o> Emitter<'o> {
 
 fn rej_err(e: csv::Error) -> Error {
     Error::io(REJECTS_FILE, e.into())
+}
+
+/// `rejects.csv` while it is written: a hidden temporary file in the
+/// output directory, published by [`publish`]. Shared by `convert` and
+/// `repack` so both write the same columns.
+pub(crate) struct RejectsWriter {
+    wtr: csv::Writer<BufWriter<File>>,
+    tmp: NamedTempFile,
+}
+
+impl RejectsWriter {
+    /// Starts the report (header row written) in `dir`.
+    pub(crate) fn new(dir: &Path) -> Result<RejectsWriter> {
+        let tmp = hidden_temp(dir, ".csv.tmp")?;
+        let f = tmp.reopen().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
+        wtr.write_record(REJECT_HEADER).map_err(rej_err)?;
+        Ok(RejectsWriter { wtr, tmp })
+    }
+
+    /// Writes one row (the columns of [`REJECT_HEADER`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write(
+        &mut self,
+        source: &str,
+        line: u64,
+        number: u64,
+        primary_id: &str,
+        reason: &str,
+        field: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.wtr
+            .write_record([
+                source,
+                &line.to_string(),
+                &number.to_string(),
+                primary_id,
+                reason,
+                field,
+                message,
+            ])
+            .map_err(rej_err)
+    }
+
+    /// Flushes and syncs the report; returns its temporary file.
+    pub(crate) fn finish(self) -> Result<NamedTempFile> {
+        let RejectsWriter { mut wtr, tmp } = self;
+        wtr.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let inner = wtr
+            .into_inner()
+            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
+        inner
+            .into_inner()
+            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io(REJECTS_FILE, e))?;
+        Ok(tmp)
+    }
+}
+
+/// Runs `f` with `dir` created; if `f` fails and the directory did not
+/// exist before, removes it again so a failed run leaves nothing behind.
+pub(crate) fn with_out_dir<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let result = f();
+    if result.is_err() && created {
+        // Temporary files are gone by now; leave no empty directory
+        // behind either. Fails harmlessly if anything else is in it.
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+/// Publishes a finished run into `dir`: writes `summary.json` to a
+/// temporary file, then renames zips first, removes the previous run's
+/// extra parts so Alma cannot load yesterday's users twice, then the
+/// reports, summary last. Returns (published, removed stale parts).
+pub(crate) fn publish(
+    dir: &Path,
+    prefix: &str,
+    parts: Vec<Finished>,
+    rejects: NamedTempFile,
+    summary: &Summary,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut summary_tmp = hidden_temp(dir, ".json.tmp")?;
+    let mut json = serde_json::to_vec_pretty(summary)
+        .map_err(|e| Error::Invariant(format!("summary does not serialize: {e}")))?;
+    json.push(b'\n');
+    summary_tmp
+        .write_all(&json)
+        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
+    summary_tmp
+        .as_file()
+        .sync_all()
+        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
+    let mut published = Vec::new();
+    let kept = parts.len();
+    for p in parts {
+        let dest = dir.join(&p.info.name);
+        readable(p.file.as_file(), &dest)?;
+        p.file
+            .persist(&dest)
+            .map_err(|e| Error::io(&dest, e.error))?;
+        published.push(dest);
+    }
+    let removed_stale = remove_stale_parts(dir, prefix, kept)?;
+    for (tmp, name) in [(rejects, REJECTS_FILE), (summary_tmp, SUMMARY_FILE)] {
+        let dest = dir.join(name);
+        readable(tmp.as_file(), &dest)?;
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        published.push(dest);
+    }
+    Ok((published, removed_stale))
 }
 
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
@@ -367,15 +472,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
             ));
         }
     }
-    let created = !opts.out_dir.exists();
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io(&opts.out_dir, e))?;
-    let result = run_and_publish(opts, dialect, &prefix);
-    if result.is_err() && created {
-        // Temporary files are gone by now; leave no empty directory
-        // behind either. Fails harmlessly if anything else is in it.
-        let _ = std::fs::remove_dir(&opts.out_dir);
-    }
-    result
+    with_out_dir(&opts.out_dir, || run_and_publish(opts, dialect, &prefix))
 }
 
 fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Result<Outcome> {
@@ -463,8 +560,7 @@ fn finish(
     prefix: &str,
 ) -> Result<Outcome> {
     let Emitter {
-        mut rejects,
-        rejects_tmp,
+        rejects,
         stats,
         read,
         written,
@@ -495,15 +591,7 @@ fn finish(
             "users in zips ({zipped}) != users written ({written})"
         )));
     }
-    rejects.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
-    let inner = rejects
-        .into_inner()
-        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
-    inner
-        .into_inner()
-        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(REJECTS_FILE, e))?;
+    let rejects_tmp = rejects.finish()?;
 
     let rate = rejected as f64 * 100.0 / read as f64;
     let summary = Summary {
@@ -523,37 +611,9 @@ fn finish(
         map: stats,
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),
+        repaired: BTreeMap::new(),
     };
-    let mut summary_tmp = hidden_temp(&opts.out_dir, ".json.tmp")?;
-    let mut json = serde_json::to_vec_pretty(&summary)
-        .map_err(|e| Error::Invariant(format!("summary does not serialize: {e}")))?;
-    json.push(b'\n');
-    summary_tmp
-        .write_all(&json)
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-    summary_tmp
-        .as_file()
-        .sync_all()
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-
-    // Publish: zips first, then remove the previous run's extra parts so
-    // Alma cannot load yesterday's users twice, then the reports.
-    let mut published = Vec::new();
-    for p in parts {
-        let dest = opts.out_dir.join(&p.info.name);
-        readable(p.file.as_file(), &dest)?;
-        p.file
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
-    let removed_stale = remove_stale_parts(&opts.out_dir, prefix, summary.zips.len())?;
-    for (tmp, name) in [(rejects_tmp, REJECTS_FILE), (summary_tmp, SUMMARY_FILE)] {
-        let dest = opts.out_dir.join(name);
-        readable(tmp.as_file(), &dest)?;
-        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
+    let (published, removed_stale) = publish(&opts.out_dir, prefix, parts, rejects_tmp, &summary)?;
     Ok(Outcome {
         summary,
         published,

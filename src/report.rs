@@ -202,4 +202,8 @@ pub struct Summary {
     pub users_by_group: BTreeMap<String, u64>,
     /// The zips, in name order.
     pub zips: Vec<ZipInfo>,
+    /// What `repack` repaired in its inputs, by finding code (`bom`,
+    /// `not_utf8`, `root_element`, ...). Absent for `convert`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub repaired: BTreeMap<String, u64>,
 }
