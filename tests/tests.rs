@@ -13,3 +13,5 @@ mod generated;
 mod peer;
 // Parallel engine = reference engine, byte for byte.
 mod determinism;
+// check and repack: samples, reason-code fixtures, untrusted zips.
+mod check;
