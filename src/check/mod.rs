@@ -3,7 +3,7 @@
 //!
 //! The driver streams every input (plain `.xml` files, and the entries of
 //! `.zip` files in stored order, as Alma reads them) through
-//! [`parse`](self::parse) one `<user>` at a time, runs the per-user
+//! [`parse`] one `<user>` at a time, runs the per-user
 //! [`rules`] on each, then the package-wide identifier uniqueness of
 //! [`crate::dedupe::IdSet`] (first instance wins, exactly as `convert`
 //! decides it), and collects [`Finding`]s. [`repack`] walks the same way
@@ -177,6 +177,7 @@ impl Code {
                 | ContentBeforeProlog
                 | NoDeclaration
                 | RootElement
+                | Namespace
                 | ForbiddenChar
                 | EmptyDate
                 | EmptyBoolean

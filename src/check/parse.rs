@@ -1,8 +1,8 @@
 //! Streaming parse of one XML file into `<user>` subtrees.
 //!
-//! quick-xml reads events from a [`DecodeReader`]; everything outside a
+//! quick-xml reads events from a `DecodeReader`; everything outside a
 //! `<user>` is looked at and let go, and each `<user>` is collected into a
-//! small [`Node`] tree, handed to the [`ParseSink`], then dropped, so a
+//! small [`Node`] tree, handed to the `ParseSink`, then dropped, so a
 //! file of any size is checked in the memory of its largest user. Like
 //! Alma's loader we look for `<user>` children of the root whatever the
 //! root is called (MIT's `<userRecords>` loads in production), and report

@@ -274,6 +274,7 @@ const FILE_REPAIRS: &[&str] = &[
     "content_before_prolog",
     "no_declaration",
     "root_element",
+    "namespace",
     "not_xml_entry",
     "files_per_zip",
     "zip_too_large",

@@ -1,4 +1,4 @@
-//! Per-user checks: the schema table of [`super::schema`] plus the Alma
+//! Per-user checks: the schema table (`schema.rs`) plus the Alma
 //! semantic checks of `alma-user-xml.md` §7 (mandatory fields, empty
 //! identifier values and statistic categories, one preferred entry per
 //! kind, identifier values distinct within the user, known codes).

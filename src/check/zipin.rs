@@ -6,7 +6,7 @@
 //! (declared size over the per-entry or per-zip limit, or a compression
 //! ratio no real user file reaches). A zip failing any of these is
 //! refused whole: uploading it anywhere is the mistake to prevent. While
-//! an entry is read, [`Guard`] stops it at its declared size, so an entry
+//! an entry is read, `Guard` stops it at its declared size, so an entry
 //! lying about its size cannot inflate past what was vetted.
 
 use std::io::{self, Read, Seek};
