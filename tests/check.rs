@@ -439,3 +439,38 @@ fn oversized_user_is_cut_and_reported() {
     assert_eq!(r.count(patronload::check::Code::UserTooLarge), 1);
     assert_eq!(r.users, 1);
 }
+
+#[test]
+fn entry_inflating_past_its_declared_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let liar = dir.path().join("liar.zip");
+    // 2 MiB of user-free XML whitespace, then the headers are edited to
+    // declare 100 bytes: small enough to pass every check on declared
+    // sizes, so only the read itself can catch it.
+    let mut body = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>".to_vec();
+    body.resize(2 << 20, b' ');
+    body.extend_from_slice(b"</users>\n");
+    zip_of(&liar, &[("users.xml", &body)]);
+    let mut bytes = fs::read(&liar).unwrap();
+    let declared = 100u32.to_le_bytes();
+    assert_eq!(&bytes[..4], b"PK\x03\x04");
+    bytes[22..26].copy_from_slice(&declared);
+    let cd = bytes
+        .windows(4)
+        .rposition(|w| w == b"PK\x01\x02")
+        .expect("central directory");
+    bytes[cd + 24..cd + 28].copy_from_slice(&declared);
+    fs::write(&liar, &bytes).unwrap();
+    let (out, json) = check(&[&liar], &[]);
+    assert_status(&out, 3);
+    // The zip reader (or, failing that, our guard) stops the entry at
+    // its declared size: never inflated to the end.
+    assert_eq!(
+        json["findings"][0]["code"], "zip_bomb",
+        "{}",
+        json["findings"]
+    );
+    assert_eq!(json["users"], 0);
+    let dir_out = dir.path().join("out");
+    assert_status(&repack(&dir_out, &[&liar], &[]), 1);
+}

@@ -662,6 +662,18 @@ fn run_parse<R: Read>(
                 // The zip crate reports corrupt data (bad CRC, bad
                 // deflate stream) as InvalidData: a finding about the
                 // input, not a failure of the run.
+                // The zip crate stops an entry inflating past its declared
+                // size itself, before our guard; that is the bomb case.
+                std::io::ErrorKind::InvalidData
+                    if e.to_string().contains("larger than its declared") =>
+                {
+                    sink.w.file_finding(
+                        Code::ZipBomb,
+                        0,
+                        format!("the entry inflates past its declared size: {e}"),
+                    );
+                    Ok(())
+                }
                 std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
                     sink.w
                         .file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {e}"));

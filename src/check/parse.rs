@@ -472,3 +472,72 @@ fn text(st: &mut State, t: &str, line: u64, sink: &mut dyn ParseSink) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        problems: Vec<(Code, u64)>,
+        users: Vec<ParsedUser>,
+    }
+
+    impl ParseSink for Collect {
+        fn problem(&mut self, p: Problem) -> crate::Result<()> {
+            self.problems.push((p.code, p.line));
+            Ok(())
+        }
+        fn user(&mut self, u: ParsedUser) -> crate::Result<()> {
+            self.users.push(u);
+            Ok(())
+        }
+    }
+
+    fn run(xml: &str, max: usize) -> Collect {
+        let mut c = Collect::default();
+        let limits = ParseLimits {
+            max_user_bytes: max,
+        };
+        if parse(xml.as_bytes(), limits, &mut c).is_err() {
+            panic!("parse failed");
+        }
+        c
+    }
+
+    #[test]
+    fn lines_entities_and_forbidden_characters() {
+        let c = run(
+            "<?xml version=\"1.0\"?>\n<users>\n\n  <user>\n    <a x=\"1 &amp; 2\">A &amp; B&#x41;\u{1}</a>\n  </user>\n</users>\n",
+            1 << 20,
+        );
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let u = &c.users[0].node;
+        assert_eq!(u.line, 4);
+        let a = &u.children[0];
+        assert_eq!((a.line, a.text.as_str(), a.forbidden), (5, "A & BA", 1));
+        assert_eq!(a.attr("x"), Some("1 & 2"));
+    }
+
+    #[test]
+    fn a_single_user_root_is_a_user() {
+        let c = run(
+            "<?xml version=\"1.0\"?>\n<user><primary_id>P</primary_id></user>",
+            1 << 20,
+        );
+        assert_eq!(c.problems, [(Code::RootElement, 2)]);
+        assert_eq!(c.users.len(), 1);
+    }
+
+    #[test]
+    fn truncated_file_and_oversized_user() {
+        let c = run("<?xml version=\"1.0\"?>\n<users>\n<user>", 1 << 20);
+        assert_eq!(c.problems, [(Code::NotWellFormed, 3)]);
+        let c = run(
+            "<?xml version=\"1.0\"?>\n<users><user><a>0123456789</a></user></users>",
+            8,
+        );
+        assert!(c.users[0].too_large);
+        assert!(c.users[0].node.children.is_empty());
+    }
+}
