@@ -474,3 +474,19 @@ fn entry_inflating_past_its_declared_size_is_refused() {
     let dir_out = dir.path().join("out");
     assert_status(&repack(&dir_out, &[&liar], &[]), 1);
 }
+
+#[test]
+fn usage_and_io_errors_have_their_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = check(&[&dir.path().join("missing.xml")], &[]);
+    assert_status(&out, 1);
+    let codes = dir.path().join("codes");
+    fs::create_dir(&codes).unwrap();
+    fs::write(codes.join("user_grups.csv"), "Code\nUG\n").unwrap();
+    let (out, _) = check(
+        &[&data("empty_date.xml")],
+        &["--codes", codes.to_str().unwrap()],
+    );
+    assert_status(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user_grups.csv"));
+}
