@@ -490,3 +490,38 @@ fn usage_and_io_errors_have_their_exit_status() {
     assert_status(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("user_grups.csv"));
 }
+
+#[test]
+fn repack_rejects_unknown_codes_and_text_between_users_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let codes = data("codes");
+    let out = repack(
+        &out_dir,
+        &[&data("empty_date.xml"), &data("unknown_code.xml")],
+        &[
+            "--codes",
+            codes.to_str().unwrap(),
+            "--max-reject-rate",
+            "100",
+        ],
+    );
+    assert_status(&out, 0);
+    // The first file's P1 is written (its empty date dropped); the second
+    // file's P1 is rejected for its unknown code, and claims nothing.
+    let rows = util::rejects(&out_dir);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["reason"], "unknown_code");
+    assert!(rows[0]["source_file"].ends_with("unknown_code.xml"));
+    util::assert_xsd_valid(&out_dir);
+
+    let p = dir.path().join("stray.xml");
+    fs::write(
+        &p,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  oops\n  <user><primary_id>P1</primary_id></user>\n</users>\n",
+    )
+    .unwrap();
+    let (out, json) = check(&[&p], &[]);
+    assert_status(&out, 3);
+    assert_eq!(findings(&json), [("unexpected_text".into(), 3, None)]);
+}

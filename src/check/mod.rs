@@ -195,11 +195,16 @@ impl Code {
     /// Whether a file with this finding cannot be repacked at all: what
     /// it holds cannot be known or must not be opened.
     pub fn fatal_for_repack(self) -> bool {
-        matches!(
-            self,
-            Code::NotWellFormed | Code::UnsafeZip | Code::ZipBomb | Code::ZipUnreadable
-        )
+        Code::FATAL_FOR_REPACK.contains(&self)
     }
+
+    /// The codes of [`Code::fatal_for_repack`].
+    pub const FATAL_FOR_REPACK: &'static [Code] = &[
+        Code::NotWellFormed,
+        Code::UnsafeZip,
+        Code::ZipBomb,
+        Code::ZipUnreadable,
+    ];
 }
 
 impl std::fmt::Display for Code {

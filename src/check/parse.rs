@@ -441,6 +441,18 @@ fn end<R: Read>(
 
 fn text(st: &mut State, t: &str, line: u64, sink: &mut dyn ParseSink) -> Result<(), ParseError> {
     if st.user_depth.is_none() {
+        if st.depth == 1 && !t.trim().is_empty() {
+            // The text event starts where the last tag ended; name the
+            // line of its first visible character.
+            let lead = t.len() - t.trim_start().len();
+            let nl = t[..lead].bytes().filter(|&b| b == b'\n').count() as u64;
+            sink.problem(Problem {
+                code: Code::UnexpectedText,
+                line: line + nl,
+                message: "text between users, where the root holds only <user> elements".into(),
+            })
+            .map_err(ParseError::Sink)?;
+        }
         let (_, removed) = crate::map::rules::strip_forbidden(t);
         if removed > 0 {
             sink.problem(Problem {

@@ -167,11 +167,8 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
             message: format!("{}: {}; nothing can be repacked from it", f.code, f.message),
         });
     }
-    if report
-        .findings_by_code
-        .keys()
-        .any(|c| FATAL.contains(&c.as_str()))
-    {
+    // Findings past `max_findings` are only counted: look at the counts.
+    if Code::FATAL_FOR_REPACK.iter().any(|c| report.count(*c) > 0) {
         return Err(Error::Input {
             path: opts.inputs[0].clone(),
             line: None,
@@ -258,13 +255,6 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
         removed_stale,
     })
 }
-
-const FATAL: &[&str] = &[
-    "not_well_formed",
-    "unsafe_zip",
-    "zip_bomb",
-    "zip_unreadable",
-];
 
 /// File-level findings repack repairs by rewriting, reported in the
 /// summary's `repaired`.
