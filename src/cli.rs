@@ -29,6 +29,98 @@ pub enum Command {
     /// rejects.csv and summary.json.
     #[command(after_help = EXIT_CODES)]
     Convert(ConvertArgs),
+    /// Check Alma user XML files or zips (as other systems produce them)
+    /// before upload: parse, encoding, schema, Alma's semantic checks,
+    /// identifier uniqueness across the package, packaging limits.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check(CheckArgs),
+    /// Rebuild Alma user XML files or zips into a corrected, split,
+    /// deterministic package, with rejects.csv and summary.json.
+    #[command(after_help = EXIT_CODES)]
+    Repack(RepackArgs),
+}
+
+const CHECK_EXIT_CODES: &str = "\
+Exit status:
+  0  no findings: Alma would take the package as it is
+  3  findings reported (see the list, or --json)
+  2  usage error
+  1  an input could not be read";
+
+/// Limits shared by `check` and `repack`.
+#[derive(Debug, Args)]
+pub struct PackageLimitArgs {
+    /// XML files per zip.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub files_per_zip: u32,
+    /// Largest zip allowed (e.g. 1GB, 500MB, 4GiB).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub max_zip_bytes: bytesize::ByteSize,
+    /// Largest total of all zips (the Secure FTP directory budget).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub max_total_bytes: bytesize::ByteSize,
+    /// Largest uncompressed zip entry read.
+    #[arg(long, default_value = "8GiB", value_name = "SIZE")]
+    pub max_entry_bytes: bytesize::ByteSize,
+    /// Largest compression ratio of a zip entry (over 1 MiB) before it is
+    /// refused as a decompression bomb.
+    #[arg(long, default_value_t = 250, value_name = "N")]
+    pub max_ratio: u64,
+    /// Directory of CSV exports of the institution's Alma code tables
+    /// (user_group.csv or UserGroups.csv, id_type.csv, ...): unknown codes
+    /// are reported.
+    #[arg(long, value_name = "DIR")]
+    pub codes: Option<PathBuf>,
+}
+
+/// Flags of `patronload check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the report as JSON on stdout instead of the human list.
+    #[arg(long)]
+    pub json: bool,
+    /// Findings listed (the rest are counted).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_findings: usize,
+    /// Limits and code tables.
+    #[command(flatten)]
+    pub limits: PackageLimitArgs,
+    /// Alma user XML files and zips of them, in load order.
+    #[arg(required = true, value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// Flags of `patronload repack`.
+#[derive(Debug, Args)]
+pub struct RepackArgs {
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The zip entries' timestamp, so runs are reproducible. Default:
+    /// today.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Users per XML file.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub users_per_file: u64,
+    /// Deflate level, 0 (store) to 9 (smallest).
+    #[arg(long, default_value_t = 6, value_name = "0-9")]
+    pub compression_level: u32,
+    /// Name prefix of the zips and XML files.
+    #[arg(long, default_value = "alma_users", value_name = "PREFIX")]
+    pub prefix: String,
+    /// Reject rate (percent) above which the run exits with status 3.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    pub max_reject_rate: f64,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Limits and code tables.
+    #[command(flatten)]
+    pub limits: PackageLimitArgs,
+    /// Alma user XML files and zips of them, in load order.
+    #[arg(required = true, value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
 }
 
 /// Flags of `patronload convert`.

@@ -190,8 +190,7 @@ impl<'o> Setup<'o> {
 /// reject report, counters, and cutting users into XML documents.
 pub(crate) struct Emitter<'o> {
     inputs: &'o [PathBuf],
-    rejects: csv::Writer<BufWriter<File>>,
-    rejects_tmp: NamedTempFile,
+    rejects: RejectsWriter,
     ids: Option<IdSet>,
     builder: EntryBuilder,
     pub(crate) stats: MapStats,
@@ -208,16 +207,9 @@ pub(crate) struct Emitter<'o> {
 
 impl<'o> Emitter<'o> {
     pub(crate) fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
-        let rejects_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
-        let f = rejects_tmp
-            .reopen()
-            .map_err(|e| Error::io(REJECTS_FILE, e))?;
-        let mut rejects = csv::Writer::from_writer(BufWriter::new(f));
-        rejects.write_record(REJECT_HEADER).map_err(rej_err)?;
         Ok(Emitter {
             inputs: &opts.inputs,
-            rejects,
-            rejects_tmp,
+            rejects: RejectsWriter::new(&opts.out_dir)?,
             ids: None,
             builder: EntryBuilder::new(opts.limits.users_per_file),
             stats: MapStats::default(),
@@ -295,17 +287,15 @@ impl<'o> Emitter<'o> {
             Some((cut, _)) => &primary_id[..cut],
             None => primary_id,
         };
-        self.rejects
-            .write_record([
-                path.as_str(),
-                &line.to_string(),
-                &number.to_string(),
-                primary_id,
-                fail.reason.code(),
-                &fail.field,
-                &fail.message,
-            ])
-            .map_err(rej_err)?;
+        self.rejects.write(
+            &path,
+            line,
+            number,
+            primary_id,
+            fail.reason.code(),
+            &fail.field,
+            &fail.message,
+        )?;
         *self
             .rejected_by_reason
             .entry(fail.reason.code().to_string())
@@ -340,6 +330,112 @@ pub(crate) fn rej_err(e: csv::Error) -> Error {
 
 /// The most characters of a primary id `rejects.csv` reports.
 const REPORT_ID_CHARS: usize = 255;
+
+/// `rejects.csv` while it is written: a hidden temporary file in the
+/// output directory, published by [`publish`]. Shared by `convert` and
+/// `repack` so both write the same columns.
+pub(crate) struct RejectsWriter {
+    wtr: csv::Writer<BufWriter<File>>,
+    tmp: NamedTempFile,
+}
+
+impl RejectsWriter {
+    /// Starts the report (header row written) in `dir`.
+    pub(crate) fn new(dir: &Path) -> Result<RejectsWriter> {
+        let tmp = hidden_temp(dir, ".csv.tmp")?;
+        let f = tmp.reopen().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
+        wtr.write_record(REJECT_HEADER).map_err(rej_err)?;
+        Ok(RejectsWriter { wtr, tmp })
+    }
+
+    /// Writes one row (the columns of [`REJECT_HEADER`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write(
+        &mut self,
+        source: &str,
+        line: u64,
+        number: u64,
+        primary_id: &str,
+        reason: &str,
+        field: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.wtr
+            .write_record([
+                source,
+                &line.to_string(),
+                &number.to_string(),
+                primary_id,
+                reason,
+                field,
+                message,
+            ])
+            .map_err(rej_err)
+    }
+
+    /// Flushes and syncs the report; returns its temporary file.
+    pub(crate) fn finish(self) -> Result<NamedTempFile> {
+        let RejectsWriter { mut wtr, tmp } = self;
+        wtr.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let inner = wtr
+            .into_inner()
+            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
+        inner
+            .into_inner()
+            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io(REJECTS_FILE, e))?;
+        Ok(tmp)
+    }
+}
+
+/// Publishes a finished run into `dir`: writes `summary.json` to a
+/// temporary file, then renames zips first, removes the previous run's
+/// extra parts so Alma cannot load yesterday's users twice, then the
+/// reports (`rejects.csv`, then `extra` in order), summary last. Returns
+/// (published, removed stale parts).
+pub(crate) fn publish(
+    dir: &Path,
+    prefix: &str,
+    parts: Vec<Finished>,
+    rejects: NamedTempFile,
+    extra: Vec<(NamedTempFile, &'static str)>,
+    summary: &Summary,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut summary_tmp = hidden_temp(dir, ".json.tmp")?;
+    let mut json = serde_json::to_vec_pretty(summary)
+        .map_err(|e| Error::Invariant(format!("summary does not serialize: {e}")))?;
+    json.push(b'\n');
+    summary_tmp
+        .write_all(&json)
+        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
+    summary_tmp
+        .as_file()
+        .sync_all()
+        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
+    let mut published = Vec::new();
+    let kept = parts.len();
+    for p in parts {
+        let dest = dir.join(&p.info.name);
+        readable(p.file.as_file(), &dest)?;
+        p.file
+            .persist(&dest)
+            .map_err(|e| Error::io(&dest, e.error))?;
+        published.push(dest);
+    }
+    let removed_stale = remove_stale_parts(dir, prefix, kept)?;
+    let reports = std::iter::once((rejects, REJECTS_FILE))
+        .chain(extra)
+        .chain(std::iter::once((summary_tmp, SUMMARY_FILE)));
+    for (tmp, name) in reports {
+        let dest = dir.join(name);
+        readable(tmp.as_file(), &dest)?;
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        published.push(dest);
+    }
+    Ok((published, removed_stale))
+}
 
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
 /// borrowed field list. A record the reader already failed is rejected
@@ -553,8 +649,7 @@ pub(crate) fn finish(
     extras: Extras,
 ) -> Result<Outcome> {
     let Emitter {
-        mut rejects,
-        rejects_tmp,
+        rejects,
         stats,
         read,
         written,
@@ -592,15 +687,7 @@ pub(crate) fn finish(
             "users in zips ({zipped}) != users written ({written})"
         )));
     }
-    rejects.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
-    let inner = rejects
-        .into_inner()
-        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
-    inner
-        .into_inner()
-        .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
-        .sync_all()
-        .map_err(|e| Error::io(REJECTS_FILE, e))?;
+    let rejects_tmp = rejects.finish()?;
 
     let rate = rejected as f64 * 100.0 / read as f64;
     let summary = Summary {
@@ -630,40 +717,16 @@ pub(crate) fn finish(
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),
         job: extras.job,
+        repaired: BTreeMap::new(),
     };
-    let mut summary_tmp = hidden_temp(&opts.out_dir, ".json.tmp")?;
-    let mut json = serde_json::to_vec_pretty(&summary)
-        .map_err(|e| Error::Invariant(format!("summary does not serialize: {e}")))?;
-    json.push(b'\n');
-    summary_tmp
-        .write_all(&json)
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-    summary_tmp
-        .as_file()
-        .sync_all()
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-
-    // Publish: zips first, then remove the previous run's extra parts so
-    // Alma cannot load yesterday's users twice, then the reports.
-    let mut published = Vec::new();
-    for p in parts {
-        let dest = opts.out_dir.join(&p.info.name);
-        readable(p.file.as_file(), &dest)?;
-        p.file
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
-    let removed_stale = remove_stale_parts(&opts.out_dir, prefix, summary.zips.len())?;
-    let reports = std::iter::once((rejects_tmp, REJECTS_FILE))
-        .chain(extras.files)
-        .chain(std::iter::once((summary_tmp, SUMMARY_FILE)));
-    for (tmp, name) in reports {
-        let dest = opts.out_dir.join(name);
-        readable(tmp.as_file(), &dest)?;
-        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
+    let (published, removed_stale) = publish(
+        &opts.out_dir,
+        prefix,
+        parts,
+        rejects_tmp,
+        extras.files,
+        &summary,
+    )?;
     Ok(Outcome {
         summary,
         published,

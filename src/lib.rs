@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod convert;
 pub mod decode;
 pub mod dedupe;

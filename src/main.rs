@@ -1,6 +1,7 @@
 //! The `patronload` binary: parse flags, run, map the result to an exit
 //! status. Everything else lives in the library.
 
+mod checkcmd;
 mod cli;
 
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Convert(args) => run_convert(args),
+        Command::Check(args) => checkcmd::run_check(args),
+        Command::Repack(args) => checkcmd::run_repack(args),
     }
 }
 

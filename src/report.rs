@@ -281,6 +281,10 @@ pub struct Summary {
     /// in a single-profile run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobSummary>,
+    /// What `repack` repaired in its inputs, by finding code (`bom`,
+    /// `not_utf8`, `root_element`, ...). Absent for `convert`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub repaired: BTreeMap<String, u64>,
 }
 
 /// One source of a job and its share of the records.

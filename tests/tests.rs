@@ -19,3 +19,5 @@ mod job;
 mod fuzz_replay;
 // Encodings, broken rows and fixed-width extracts against golden files.
 mod input;
+// check and repack: samples, reason-code fixtures, untrusted zips.
+mod check;

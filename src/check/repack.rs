@@ -1,0 +1,385 @@
+//! `patronload repack`: users of existing Alma XML → a corrected, split,
+//! deterministic package with the same `rejects.csv` and `summary.json`
+//! as `convert`.
+//!
+//! Every user goes through the same walk as `check`. A user whose
+//! findings are all [repairable](super::Code::repairable) is written
+//! again as UTF-8: empty optional dates, booleans and numbers are left
+//! out (Alma rejects them, and leaving a field out is what an empty field
+//! meant), empty identifiers and statistic segments are dropped, a value
+//! the user repeats is kept once, characters XML forbids are gone. Any
+//! other finding rejects the user: repack never invents data. The users
+//! written go through [`Packager`], so names, splitting and limits are
+//! exactly `convert`'s; publication is `convert`'s too (all or nothing).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use quick_xml::escape::{escape, partial_escape};
+
+use super::parse::Node;
+use super::schema::{Content, Group, USER};
+use super::{walk, CheckOptions, CheckReport, Code, Source, Visit, Visitor};
+use crate::convert::{in_out_dir, publish, RejectsWriter};
+use crate::error::{Error, Result};
+use crate::package::Packager;
+use crate::report::{InputInfo, MapStats, Summary};
+
+/// Everything one `repack` run needs.
+#[derive(Debug, Clone)]
+pub struct RepackOptions {
+    /// Alma user XML files and zips, in load order.
+    pub inputs: Vec<PathBuf>,
+    /// Output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// The zip entries' timestamp.
+    pub as_of: NaiveDate,
+    /// Name prefix of zips and XML files.
+    pub prefix: String,
+    /// Reject rate (percent) above which the run reports failure.
+    pub reject_threshold_percent: f64,
+    /// The checks, limits (also those of the output) and code tables.
+    pub check: CheckOptions,
+}
+
+/// What a finished repack produced.
+#[derive(Debug, Clone)]
+pub struct RepackOutcome {
+    /// What `summary.json` holds.
+    pub summary: Summary,
+    /// What the check of the inputs found.
+    pub check: CheckReport,
+    /// Paths published, in publication order.
+    pub published: Vec<PathBuf>,
+    /// Old zips of the same prefix removed because this run has fewer.
+    pub removed_stale: Vec<PathBuf>,
+}
+
+struct Writer {
+    packager: Option<Packager>,
+    rejects: RejectsWriter,
+    stats: MapStats,
+    read: u64,
+    written: u64,
+    rejected: u64,
+    by_reason: BTreeMap<String, u64>,
+    by_group: BTreeMap<String, u64>,
+    inputs: Vec<InputInfo>,
+    buf: Vec<u8>,
+}
+
+impl Visitor for Writer {
+    fn source(&mut self, s: &Source) -> Result<()> {
+        if self.inputs.len() <= s.file_index {
+            self.inputs.push(InputInfo {
+                path: s.file.clone(),
+                records: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn user(&mut self, v: Visit<'_>) -> Result<()> {
+        self.read += 1;
+        if let Some(info) = self.inputs.last_mut() {
+            info.records += 1;
+        }
+        if let Some(bad) = v.issues.iter().find(|i| !i.code.repairable()) {
+            self.rejects.write(
+                &v.source.label(),
+                bad.line,
+                self.read,
+                v.primary_id,
+                bad.code.as_str(),
+                &bad.field,
+                &bad.message,
+            )?;
+            *self
+                .by_reason
+                .entry(bad.code.as_str().to_string())
+                .or_default() += 1;
+            self.rejected += 1;
+            return Ok(());
+        }
+        self.buf.clear();
+        write_user(&mut self.buf, v.user, &mut self.stats);
+        let group = v
+            .user
+            .child_text("user_group")
+            .filter(|g| !g.is_empty())
+            .unwrap_or("(none)");
+        *self.by_group.entry(group.to_string()).or_default() += 1;
+        self.written += 1;
+        match self.packager.as_mut() {
+            Some(p) => p.add_user(&self.buf),
+            None => Err(Error::Invariant("packager already finished".into())),
+        }
+    }
+}
+
+/// Runs the repack.
+pub fn repack(opts: &RepackOptions) -> Result<RepackOutcome> {
+    opts.check.limits.check()?;
+    if opts.prefix.is_empty()
+        || !opts
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Error::Usage(format!(
+            "output prefix `{}` must be letters, digits, `_` or `-`",
+            opts.prefix
+        )));
+    }
+    in_out_dir(&opts.out_dir, || run(opts))
+}
+
+fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
+    let mut w = Writer {
+        packager: Some(Packager::new(
+            &opts.out_dir,
+            &opts.prefix,
+            opts.check.limits,
+            opts.as_of,
+        )),
+        rejects: RejectsWriter::new(&opts.out_dir)?,
+        stats: MapStats::default(),
+        read: 0,
+        written: 0,
+        rejected: 0,
+        by_reason: BTreeMap::new(),
+        by_group: BTreeMap::new(),
+        inputs: Vec::new(),
+        buf: Vec::new(),
+    };
+    let report = walk(&opts.inputs, &opts.check, &mut w)?;
+    // A file we could not read to its end, or must not open, cannot be
+    // repacked: publishing part of it would drop users silently.
+    if let Some(f) = report.findings.iter().find(|f| f.code.fatal_for_repack()) {
+        let at = match &f.entry {
+            Some(e) => format!("{}!/{e}", f.file),
+            None => f.file.clone(),
+        };
+        return Err(Error::Input {
+            path: PathBuf::from(at),
+            line: (f.line > 0).then_some(f.line),
+            message: format!("{}: {}; nothing can be repacked from it", f.code, f.message),
+        });
+    }
+    // Findings past `max_findings` are only counted: look at the counts.
+    if Code::FATAL_FOR_REPACK.iter().any(|c| report.count(*c) > 0) {
+        return Err(Error::Input {
+            path: opts.inputs[0].clone(),
+            line: None,
+            message: "an input cannot be read to its end (see `patronload check`); nothing \
+                      can be repacked"
+                .into(),
+        });
+    }
+    if w.read == 0 {
+        return Err(Error::Input {
+            path: opts.inputs[0].clone(),
+            line: None,
+            message: "no users in the input; refusing to publish an empty load".into(),
+        });
+    }
+    let Writer {
+        packager,
+        rejects,
+        stats,
+        read,
+        written,
+        rejected,
+        by_reason,
+        by_group,
+        mut inputs,
+        ..
+    } = w;
+    let parts = match packager {
+        Some(p) => p.finish()?,
+        None => return Err(Error::Invariant("packager already finished".into())),
+    };
+    let zipped: u64 = parts.iter().map(|p| p.info.users).sum();
+    if zipped != written || read != written + rejected {
+        return Err(Error::Invariant(format!(
+            "users read {read}, written {written}, rejected {rejected}, zipped {zipped}"
+        )));
+    }
+    // Inputs without users (or refused) still belong in the summary.
+    for (i, p) in opts.inputs.iter().enumerate() {
+        let shown = p.display().to_string();
+        if inputs.get(i).is_none_or(|x| x.path != shown) {
+            inputs.insert(
+                i.min(inputs.len()),
+                InputInfo {
+                    path: shown,
+                    records: 0,
+                },
+            );
+        }
+    }
+    let rate = rejected as f64 * 100.0 / read as f64;
+    let repaired = report
+        .findings_by_code
+        .iter()
+        .filter(|(c, _)| FILE_REPAIRS.contains(&c.as_str()))
+        .map(|(c, n)| (c.clone(), *n))
+        .collect();
+    let summary = Summary {
+        as_of: opts.as_of.format("%Y-%m-%d").to_string(),
+        inputs,
+        records_read: read,
+        users_written: written,
+        rejected,
+        duplicate_identifiers: by_reason
+            .get(Code::DuplicateId.as_str())
+            .copied()
+            .unwrap_or(0),
+        rejected_by_reason: by_reason,
+        reject_rate_percent: (rate * 1000.0).round() / 1000.0,
+        reject_threshold_percent: opts.reject_threshold_percent,
+        reject_threshold_exceeded: rate > opts.reject_threshold_percent,
+        map: stats,
+        invalid_bytes_first: Vec::new(),
+        users_by_group: by_group,
+        zips: parts.iter().map(|p| p.info.clone()).collect(),
+        job: None,
+        repaired,
+    };
+    let rejects_tmp = rejects.finish()?;
+    let (published, removed_stale) = publish(
+        &opts.out_dir,
+        &opts.prefix,
+        parts,
+        rejects_tmp,
+        Vec::new(),
+        &summary,
+    )?;
+    Ok(RepackOutcome {
+        summary,
+        check: report,
+        published,
+        removed_stale,
+    })
+}
+
+/// File-level findings repack repairs by rewriting, reported in the
+/// summary's `repaired`.
+const FILE_REPAIRS: &[&str] = &[
+    "not_utf8",
+    "bom",
+    "content_before_prolog",
+    "no_declaration",
+    "root_element",
+    "namespace",
+    "not_xml_entry",
+    "files_per_zip",
+    "zip_too_large",
+    "directory_budget",
+];
+
+/// Writes one repaired `<user>` the way [`crate::xml`] indents users.
+fn write_user(out: &mut Vec<u8>, user: &Node, stats: &mut MapStats) {
+    stats.forbidden_chars_removed += user.forbidden;
+    out.extend_from_slice(b"  <user");
+    write_attrs(out, user);
+    out.extend_from_slice(b">\n");
+    let mut seen = Vec::new();
+    write_children(out, user, Some(&USER), 2, stats, &mut seen);
+    out.extend_from_slice(b"  </user>\n");
+}
+
+fn write_attrs(out: &mut Vec<u8>, n: &Node) {
+    for (k, v) in &n.attrs {
+        out.push(b' ');
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b"=\"");
+        out.extend_from_slice(escape(v.as_str()).as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `n` is a segment to leave out, and under which counter.
+fn dropped_segment(n: &Node, seen: &mut Vec<String>) -> Option<&'static str> {
+    match n.name.as_str() {
+        "user_identifier" => {
+            let v = n.child_text("value").unwrap_or("");
+            if v.is_empty() {
+                return Some("identifier_empty");
+            }
+            let k = crate::map::fold(v);
+            if seen.contains(&k) {
+                return Some("identifier_repeated_in_user");
+            }
+            seen.push(k);
+            None
+        }
+        "user_statistic" if n.child_text("statistic_category") == Some("") => {
+            Some("statistic_incomplete")
+        }
+        _ => None,
+    }
+}
+
+fn write_children(
+    out: &mut Vec<u8>,
+    node: &Node,
+    group: Option<&Group>,
+    depth: usize,
+    stats: &mut MapStats,
+    seen: &mut Vec<String>,
+) {
+    if node.name == "user" {
+        if let Some(p) = node.child_text("primary_id") {
+            seen.push(crate::map::fold(p));
+        }
+    }
+    for c in &node.children {
+        let spec = group.and_then(|g| g.child(&c.name)).map(|(_, s)| s);
+        let content = spec.map(|s| s.content);
+        if let Some(s) = spec {
+            if !s.required
+                && super::rules::droppable_when_empty(s.content)
+                && c.text.trim().is_empty()
+            {
+                stats.drop_segment(&format!("empty_{}", c.name));
+                continue;
+            }
+        }
+        if let Some(kind) = dropped_segment(c, seen) {
+            stats.drop_segment(kind);
+            continue;
+        }
+        stats.forbidden_chars_removed += c.forbidden;
+        let indent = "  ".repeat(depth);
+        out.extend_from_slice(indent.as_bytes());
+        out.push(b'<');
+        out.extend_from_slice(c.name.as_bytes());
+        write_attrs(out, c);
+        let sub = match content {
+            Some(Content::Group(g)) => Some(g),
+            _ => None,
+        };
+        if c.children.is_empty() {
+            if c.text.is_empty() || sub.is_some() {
+                out.extend_from_slice(b"/>\n");
+            } else {
+                out.push(b'>');
+                out.extend_from_slice(partial_escape(c.text.as_str()).as_bytes());
+                out.extend_from_slice(b"</");
+                out.extend_from_slice(c.name.as_bytes());
+                out.extend_from_slice(b">\n");
+            }
+            continue;
+        }
+        out.extend_from_slice(b">\n");
+        let mut inner = Vec::new();
+        write_children(&mut inner, c, sub, depth + 1, stats, seen);
+        out.extend_from_slice(&inner);
+        out.extend_from_slice(indent.as_bytes());
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(c.name.as_bytes());
+        out.extend_from_slice(b">\n");
+    }
+}

@@ -1,0 +1,188 @@
+//! `patronload check` and `patronload repack`: flags → library options,
+//! and what the user sees. The library returns reports; only this module
+//! and `main` print.
+
+use std::process::ExitCode;
+
+use patronload::check::repack::{repack, RepackOptions};
+use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits};
+use patronload::package::Limits;
+
+use crate::cli::{CheckArgs, PackageLimitArgs, RepackArgs};
+
+fn options(
+    l: &PackageLimitArgs,
+    users_per_file: u64,
+    level: u32,
+) -> patronload::Result<CheckOptions> {
+    let codes = match &l.codes {
+        Some(dir) => Some(CodeTables::load(dir)?),
+        None => None,
+    };
+    let limits = Limits {
+        users_per_file,
+        files_per_zip: l.files_per_zip,
+        max_zip_bytes: l.max_zip_bytes.as_u64(),
+        max_total_bytes: l.max_total_bytes.as_u64(),
+        compression_level: level,
+    };
+    limits.check()?;
+    Ok(CheckOptions {
+        limits,
+        zip: ZipLimits {
+            max_entry_bytes: l.max_entry_bytes.as_u64(),
+            max_ratio: l.max_ratio,
+            ..ZipLimits::default()
+        },
+        codes,
+        ..CheckOptions::default()
+    })
+}
+
+fn fail(e: &patronload::Error) -> ExitCode {
+    eprintln!("patronload: {e}");
+    if e.is_usage() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Runs `check`.
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    let result = options(&args.limits, Limits::default().users_per_file, 6).and_then(|mut o| {
+        o.max_findings = args.max_findings;
+        check(&args.inputs, &o)
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("patronload: report does not serialize: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print_findings(&report);
+    }
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+/// The human list: one line per finding, then the totals.
+fn print_findings(r: &CheckReport) {
+    for f in &r.findings {
+        let mut at = f.file.clone();
+        if let Some(e) = &f.entry {
+            at.push_str("!/");
+            at.push_str(e);
+        }
+        if f.line > 0 {
+            at.push_str(&format!(":{}", f.line));
+        }
+        let who = match &f.primary_id {
+            Some(p) if !p.is_empty() => format!(" [user {p}]"),
+            Some(_) => " [user without primary_id]".to_string(),
+            None => String::new(),
+        };
+        println!("{at}: {}{who}: {}", f.code, f.message);
+    }
+    if r.findings_truncated {
+        println!(
+            "... {} more findings not listed (raise --max-findings, or use --json)",
+            r.findings_total - r.findings.len() as u64
+        );
+    }
+    let files: usize = r.files.len();
+    println!(
+        "patronload check: {} users in {files} file(s); {} finding(s) in {} user(s) and the files",
+        r.users, r.findings_total, r.users_with_findings
+    );
+    for (code, n) in &r.findings_by_code {
+        println!("  {code}: {n}");
+    }
+    if r.is_clean() {
+        println!("patronload check: OK, Alma would take this as it is");
+    }
+}
+
+/// Runs `repack`.
+pub fn run_repack(args: RepackArgs) -> ExitCode {
+    let result = options(&args.limits, args.users_per_file, args.compression_level).and_then(|o| {
+        let opts = RepackOptions {
+            inputs: args.inputs.clone(),
+            out_dir: args.out.clone(),
+            as_of: args
+                .as_of
+                .unwrap_or_else(|| chrono::Local::now().date_naive()),
+            prefix: args.prefix.clone(),
+            reject_threshold_percent: args.max_reject_rate,
+            check: o,
+        };
+        repack(&opts)
+    });
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let code = fail(&e);
+            if !e.is_usage() {
+                eprintln!(
+                    "patronload: nothing was published in {}",
+                    args.out.display()
+                );
+            }
+            return code;
+        }
+    };
+    let s = &outcome.summary;
+    if !args.quiet || s.reject_threshold_exceeded {
+        eprintln!(
+            "patronload repack: {} users read, {} written, {} rejected ({:.2}%, threshold {}%)",
+            s.records_read,
+            s.users_written,
+            s.rejected,
+            s.reject_rate_percent,
+            s.reject_threshold_percent
+        );
+        for (reason, n) in &s.rejected_by_reason {
+            eprintln!("  rejected {reason}: {n}");
+        }
+        for (kind, n) in &s.map.dropped_segments {
+            eprintln!("  dropped {kind}: {n}");
+        }
+        if s.map.forbidden_chars_removed > 0 {
+            eprintln!(
+                "  forbidden characters removed: {}",
+                s.map.forbidden_chars_removed
+            );
+        }
+        for z in &s.zips {
+            eprintln!(
+                "  wrote {} ({} users, {} bytes, {} XML files)",
+                z.name,
+                z.users,
+                z.bytes,
+                z.entries.len()
+            );
+        }
+        for p in &outcome.removed_stale {
+            eprintln!(
+                "  removed stale {} from an earlier, larger run",
+                p.display()
+            );
+        }
+    }
+    if s.reject_threshold_exceeded {
+        eprintln!("patronload: reject rate above the threshold: check rejects.csv");
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
