@@ -375,3 +375,67 @@ fn generated_students_and_employees_follow_the_declared_policy() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
     assert_xsd_valid(&out);
 }
+
+/// A job whose HR feed is Windows-1252 decodes it like `convert` does:
+/// the package equals the one from the same feed in UTF-8, and `check`
+/// finds nothing Alma would refuse in it.
+#[test]
+fn job_sources_decode_their_own_encoding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ex = root().join("examples/job");
+    let csv = fs::read_to_string(ex.join("employees.csv")).unwrap();
+    assert!(csv.contains("Marguerite"), "example changed");
+    // One accented name, so the encodings differ in bytes.
+    let csv = csv.replace("Marguerite", "Margérite");
+    let profile = fs::read_to_string(ex.join("employees.toml")).unwrap();
+    let job = fs::read_to_string(ex.join("job.toml"))
+        .unwrap()
+        .replace(
+            "\"../students.toml\"",
+            &format!("{:?}", root().join("examples/students.toml")),
+        )
+        .replace(
+            "\"students.csv\"",
+            &format!("{:?}", ex.join("students.csv")),
+        );
+    let mut outs = Vec::new();
+    for (name, encoding) in [("utf8", "utf-8"), ("cp1252", "windows-1252")] {
+        let dir = tmp.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        let bytes = encoding_rs::Encoding::for_label(encoding.as_bytes())
+            .unwrap()
+            .encode(&csv)
+            .0
+            .into_owned();
+        assert_eq!(bytes.len() < csv.len(), encoding == "windows-1252");
+        fs::write(dir.join("employees.csv"), bytes).unwrap();
+        fs::write(
+            dir.join("employees.toml"),
+            profile.replace(
+                "format = \"delimited\"",
+                &format!("format = \"delimited\"\nencoding = \"{encoding}\""),
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("job.toml"), &job).unwrap();
+        let out = dir.join("out");
+        let o = run_job(&dir.join("job.toml"), &out, &["--max-reject-rate", "20"]);
+        assert_status(&o, 0);
+        assert_books(&out);
+        outs.push(out);
+    }
+    let entries = xml_entries(&outs[0]);
+    assert!(entries.iter().any(|(_, x)| x.contains("Margérite")));
+    assert_eq!(entries, xml_entries(&outs[1]));
+    let o = patronload()
+        .arg("check")
+        .args(
+            dir_files(&outs[1])
+                .keys()
+                .filter(|n| n.ends_with(".zip"))
+                .map(|n| outs[1].join(n)),
+        )
+        .output()
+        .unwrap();
+    assert_status(&o, 0);
+}
