@@ -235,6 +235,14 @@ impl<'o> Emitter<'o> {
         self.ids = Some(IdSet::new(case));
     }
 
+    /// Makes room in the identifier set for what the rest of the run is
+    /// expected to claim (see [`IdSet::reserve`]).
+    pub(crate) fn reserve_ids(&mut self, records: usize, values: usize, bytes: usize) {
+        if let Some(ids) = self.ids.as_mut() {
+            ids.reserve(records, values, bytes);
+        }
+    }
+
     /// Claims identifier values (first wins, in call order), returning
     /// the collision itself for callers that word their own reject.
     pub(crate) fn claim_conflict<'a>(

@@ -303,10 +303,26 @@ fn run_file<'s>(
         }
         out.stats.blank_lines += out.trailing_blank;
         expected = Some(out.next_start);
+        if next_consume == 0 {
+            presize(em, &out, shards[0], x.data().len());
+        }
         let buf = consume(em, out, submit)?;
         let _ = buf_back.send(buf);
         next_consume += 1;
     }
+}
+
+/// Sizes the identifier set for the rest of the file from its first
+/// shard, so a large run never stops to rehash a table of millions.
+fn presize(em: &mut Emitter, out: &ShardOut, first: Shard, len: usize) {
+    let shard_len = first.end.saturating_sub(first.start).max(1);
+    let rest = len.saturating_sub(first.end);
+    let scale = |n: usize| (n as u128 * rest as u128 / shard_len as u128) as usize;
+    em.reserve_ids(
+        scale(out.items.len()),
+        scale(out.ids.len()),
+        scale(out.id_text.len()),
+    );
 }
 
 /// Takes one shard's records in order: numbers, claims, rejects, users.
