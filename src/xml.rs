@@ -27,7 +27,13 @@ fn elem(out: &mut Vec<u8>, indent: &str, name: &str, value: &str) {
     out.push(b'<');
     out.extend_from_slice(name.as_bytes());
     out.push(b'>');
-    out.extend_from_slice(partial_escape(value).as_bytes());
+    // Most values need no escaping; finding that with SIMD first is
+    // cheaper than escaping byte by byte.
+    if memchr::memchr3(b'<', b'>', b'&', value.as_bytes()).is_none() {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        out.extend_from_slice(partial_escape(value).as_bytes());
+    }
     out.extend_from_slice(b"</");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b">\n");
