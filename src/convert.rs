@@ -269,6 +269,13 @@ impl<'o> Emitter<'o> {
     /// Accepts a user whose identifiers were claimed; returns a full XML
     /// document when this user completed one.
     pub(crate) fn accept(&mut self, user_xml: &[u8], group: &str) -> Option<(Vec<u8>, u64)> {
+        self.count_written(group);
+        self.builder.add(user_xml)
+    }
+
+    /// Counts a user written, for callers that assemble documents
+    /// themselves (the parallel engine).
+    pub(crate) fn count_written(&mut self, group: &str) {
         self.written += 1;
         match self.users_by_group.get_mut(group) {
             Some(n) => *n += 1,
@@ -276,7 +283,6 @@ impl<'o> Emitter<'o> {
                 self.users_by_group.insert(group.to_string(), 1);
             }
         }
-        self.builder.add(user_xml)
     }
 
     /// Records a rejected record.

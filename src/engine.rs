@@ -17,6 +17,8 @@
 //! XML of a million patrons is never held in memory at once.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
@@ -24,7 +26,7 @@ use crate::convert::{csv_err, id_values, map_record, Emitter, Setup};
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::package::{compress_entry, Entry, Finished, Placer};
+use crate::package::{compress_parts, Entry, Finished, Placer};
 use crate::report::{Fail, MapStats};
 use crate::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::xml;
@@ -198,35 +200,43 @@ pub(crate) fn run(
         let _ = tok_tx.send(());
     }
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
-    // Buffers handed back for reuse (see `EntryBuilder::recycle`): shard
-    // XML from the consumer to the mappers, documents from the compressors
-    // to the consumer.
-    let (doc_back, docs_back) = unbounded::<Vec<u8>>();
+    // Shard XML buffers handed back for reuse: by the consumer, or by the
+    // compression task that held the last piece of one.
     let (shard_back, shards_back) = unbounded::<Vec<u8>>();
     let level = setup.opts.limits.compression_level;
     let mtime = setup.mtime;
+    let per_file = setup.opts.limits.users_per_file;
     std::thread::scope(|ts| {
         let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
         let mut seq = 0u64;
-        // Documents own their bytes, so their compression tasks need no
+        // Documents own their pieces, so their compression tasks need no
         // scope; the placer sees the end when the last sender is dropped.
-        let mut submit = |em: &mut Emitter, doc: Vec<u8>, users: u64| -> Result<()> {
+        let mut submit = |doc: Doc| -> Result<()> {
             tok_rx
                 .recv()
                 .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
-            let (tx, back) = (ent_tx.clone(), doc_back.clone());
+            let (tx, back) = (ent_tx.clone(), shard_back.clone());
             let n = seq;
             seq += 1;
             pool.spawn(move || {
-                let _ = tx.send((n, compress_entry(&doc, users, level, mtime)));
-                let _ = back.send(doc);
+                let entry = {
+                    let mut parts: Vec<&[u8]> = Vec::with_capacity(doc.parts.len() + 2);
+                    parts.push(xml::HEADER);
+                    parts.extend(doc.parts.iter().map(|(b, r)| &b[r.clone()]));
+                    parts.push(xml::FOOTER);
+                    compress_parts(&parts, doc.users, level, mtime)
+                };
+                let _ = tx.send((n, entry));
+                for (buf, _) in doc.parts {
+                    if let Some(buf) = Arc::into_inner(buf) {
+                        let _ = back.send(buf);
+                    }
+                }
             });
-            for buf in docs_back.try_iter() {
-                em.recycle_document(buf);
-            }
             Ok(())
         };
         let consumed = (|| -> Result<()> {
+            let mut doc = Doc::default();
             for idx in 0..setup.opts.inputs.len() {
                 let input = setup.open(idx)?;
                 let text = setup.decode(idx, &input)?;
@@ -243,13 +253,17 @@ pub(crate) fn run(
                         shard_bytes,
                         em,
                         (&shard_back, &shards_back),
-                        &mut submit,
+                        &mut Documents {
+                            doc: &mut doc,
+                            per_file,
+                            submit: &mut submit,
+                        },
                     )
                 })?;
                 em.end_file(idx);
             }
-            if let Some((doc, users)) = em.last_document() {
-                submit(em, doc, users)?;
+            if doc.users > 0 {
+                submit(doc)?;
             }
             Ok(())
         })();
@@ -274,7 +288,7 @@ fn run_file<'s>(
     shard_bytes: usize,
     em: &mut Emitter,
     (buf_back, bufs): (&Sender<Vec<u8>>, &Receiver<Vec<u8>>),
-    submit: &mut impl FnMut(&mut Emitter, Vec<u8>, u64) -> Result<()>,
+    docs: &mut Documents<'_, impl FnMut(Doc) -> Result<()>>,
 ) -> Result<()> {
     let mut shards = x.shards(shard_bytes);
     let window = threads + 2;
@@ -348,8 +362,9 @@ fn run_file<'s>(
         if next_consume == 0 {
             presize(em, &out, shards[0], x.data().len());
         }
-        let buf = consume(em, out, submit)?;
-        let _ = buf_back.send(buf);
+        if let Some(buf) = consume(em, out, docs)? {
+            let _ = buf_back.send(buf);
+        }
         next_consume += 1;
     }
 }
@@ -367,14 +382,46 @@ fn presize(em: &mut Emitter, out: &ShardOut, first: Shard, len: usize) {
     );
 }
 
+/// An XML document (without its header and footer) as pieces of shard
+/// buffers: users are never copied out of the buffer they were written
+/// into, and a buffer lives until the last document using it is
+/// compressed.
+#[derive(Default)]
+struct Doc {
+    parts: Vec<(Arc<Vec<u8>>, Range<usize>)>,
+    users: u64,
+}
+
+impl Doc {
+    fn push(&mut self, buf: &Arc<Vec<u8>>, r: Range<usize>) {
+        if let Some((last, lr)) = self.parts.last_mut() {
+            if Arc::ptr_eq(last, buf) && lr.end == r.start {
+                lr.end = r.end;
+                return;
+            }
+        }
+        self.parts.push((Arc::clone(buf), r));
+    }
+}
+
+/// The document being filled, cut every `per_file` users and handed to
+/// `submit` for compression.
+struct Documents<'d, F> {
+    doc: &'d mut Doc,
+    per_file: u64,
+    submit: &'d mut F,
+}
+
 /// Takes one shard's records in order: numbers, claims, rejects, users.
-/// Returns the shard's XML buffer for reuse.
+/// Returns the shard's XML buffer for reuse when no document holds a
+/// piece of it.
 fn consume(
     em: &mut Emitter,
-    out: ShardOut,
-    submit: &mut impl FnMut(&mut Emitter, Vec<u8>, u64) -> Result<()>,
-) -> Result<Vec<u8>> {
-    em.stats.merge(out.stats);
+    mut out: ShardOut,
+    docs: &mut Documents<'_, impl FnMut(Doc) -> Result<()>>,
+) -> Result<Option<Vec<u8>>> {
+    em.stats.merge(std::mem::take(&mut out.stats));
+    let xml = Arc::new(std::mem::take(&mut out.xml));
     let (mut prev_end, mut prev_ids) = (0, 0);
     for item in out.items {
         let number = em.next_number();
@@ -396,9 +443,11 @@ fn consume(
                 let values = ids.iter().map(|&(t, a, b, p)| (t, &text[a..b], p));
                 match em.claim(values, owner) {
                     Ok(()) => {
-                        let group = &out.groups.names[group as usize];
-                        if let Some((doc, users)) = em.accept(&out.xml[prev_end..xml_end], group) {
-                            submit(em, doc, users)?;
+                        em.count_written(&out.groups.names[group as usize]);
+                        docs.doc.push(&xml, prev_end..xml_end);
+                        docs.doc.users += 1;
+                        if docs.doc.users == docs.per_file {
+                            (docs.submit)(std::mem::take(docs.doc))?;
                         }
                     }
                     Err(fail) => {
@@ -418,7 +467,7 @@ fn consume(
             }
         }
     }
-    Ok(out.xml)
+    Ok(Arc::into_inner(xml))
 }
 
 /// The placer thread: puts compressed documents into zip parts in
