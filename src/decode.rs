@@ -79,6 +79,22 @@ pub struct Text<'a> {
     pub encoding: &'static str,
 }
 
+impl Text<'_> {
+    /// The text freed of the input it was decoded from, when it owns its
+    /// bytes: a decoded copy needs the input no longer, so the caller can
+    /// unmap it instead of holding the extract twice.
+    pub fn detach(self) -> Result<Text<'static>, Self> {
+        match self.bytes {
+            Cow::Owned(bytes) => Ok(Text {
+                bytes: Cow::Owned(bytes),
+                invalid: self.invalid,
+                encoding: self.encoding,
+            }),
+            Cow::Borrowed(_) => Err(self),
+        }
+    }
+}
+
 /// Decodes `bytes` (a whole file) declared as `enc`. The error, for
 /// `auto` on a file that is not UTF-8, says where the first bad byte is
 /// and which encoding the file probably is.
@@ -290,5 +306,16 @@ mod tests {
         b.push(0xFF);
         let e = decode(&b, Encoding::Auto).unwrap_err();
         assert!(e.contains("UTF-16LE"), "{e}");
+    }
+
+    #[test]
+    fn only_decoded_text_detaches_from_its_input() {
+        let utf8 = b"id\n1\n".to_vec();
+        assert!(decode(&utf8, Encoding::Utf8).unwrap().detach().is_err());
+        let latin = b"id\nJos\xe9\n".to_vec();
+        let t = decode(&latin, Encoding::from_label("windows-1252").unwrap()).unwrap();
+        let t = t.detach().map_err(|_| "kept its borrow").unwrap();
+        drop(latin);
+        assert_eq!(&t.bytes[..], "id\nJosé\n".as_bytes());
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::convert::{csv_err, id_values, map_record, Emitter, Setup};
+use crate::decode::Text;
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
 use crate::map::Mapper;
@@ -238,28 +239,40 @@ pub(crate) fn run(
         let consumed = (|| -> Result<()> {
             let mut doc = Doc::default();
             for idx in 0..setup.opts.inputs.len() {
+                let mut docs = Documents {
+                    doc: &mut doc,
+                    per_file,
+                    submit: &mut submit,
+                };
+                let mut file = |setup: &mut Setup, em: &mut Emitter, text: &Text| {
+                    let x = setup.extract(idx, text, em)?;
+                    let m = setup.mapper()?;
+                    pool.in_place_scope(|scope| {
+                        run_file(
+                            scope,
+                            setup.opts,
+                            &x,
+                            m,
+                            idx,
+                            threads,
+                            shard_bytes,
+                            em,
+                            (&shard_back, &shards_back),
+                            &mut docs,
+                        )
+                    })
+                };
                 let input = setup.open(idx)?;
-                let text = setup.decode(idx, &input)?;
-                let x = setup.extract(idx, &text, em)?;
-                let m = setup.mapper()?;
-                pool.in_place_scope(|scope| {
-                    run_file(
-                        scope,
-                        setup.opts,
-                        &x,
-                        m,
-                        idx,
-                        threads,
-                        shard_bytes,
-                        em,
-                        (&shard_back, &shards_back),
-                        &mut Documents {
-                            doc: &mut doc,
-                            per_file,
-                            submit: &mut submit,
-                        },
-                    )
-                })?;
+                match setup.decode(idx, &input)?.detach() {
+                    // A decoded copy (another encoding, or replaced bytes)
+                    // is the whole extract: unmap the original rather than
+                    // hold it twice.
+                    Ok(decoded) => {
+                        drop(input);
+                        file(setup, em, &decoded)?;
+                    }
+                    Err(mapped) => file(setup, em, &mapped)?,
+                }
                 em.end_file(idx);
             }
             if doc.users > 0 {
