@@ -327,11 +327,6 @@ impl<'o> Emitter<'o> {
         self.file_start = self.read;
     }
 
-    /// Hands back a compressed document's buffer for reuse.
-    pub(crate) fn recycle_document(&mut self, buf: Vec<u8>) {
-        self.builder.recycle(buf);
-    }
-
     /// The last, partial XML document.
     pub(crate) fn last_document(&mut self) -> Option<(Vec<u8>, u64)> {
         self.builder.take()

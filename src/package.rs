@@ -202,10 +202,6 @@ pub struct EntryBuilder {
     buf: Vec<u8>,
     users: u64,
     per_file: u64,
-    /// A finished document's buffer handed back for reuse: documents are
-    /// tens of megabytes, and allocating each afresh on one thread while
-    /// another frees the last fragments the heap.
-    spare: Option<Vec<u8>>,
     /// Length of the last finished document: the next one is reserved at
     /// about that size, because growing a 40 MB buffer by doubling leaves
     /// it at 64 MB.
@@ -219,7 +215,6 @@ impl EntryBuilder {
             buf: Vec::new(),
             users: 0,
             per_file,
-            spare: None,
             last_len: 0,
         }
     }
@@ -228,11 +223,6 @@ impl EntryBuilder {
     /// count) when it has become full.
     pub fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
         if self.users == 0 {
-            if self.buf.capacity() == 0 {
-                if let Some(spare) = self.spare.take() {
-                    self.buf = spare;
-                }
-            }
             self.buf.clear();
             self.buf.reserve(self.last_len + self.last_len / 32);
             self.buf.extend_from_slice(xml::HEADER);
@@ -243,17 +233,6 @@ impl EntryBuilder {
             return self.take();
         }
         None
-    }
-
-    /// Hands back a finished document's buffer for the next document.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
-        if self
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < buf.capacity())
-        {
-            self.spare = Some(buf);
-        }
     }
 
     /// The last, partial document, if any users are left.

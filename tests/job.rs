@@ -98,8 +98,18 @@ fn job_output_does_not_depend_on_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let job = Path::new("examples/job/job.toml");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    assert_status(&run_job(job, &a, &["--reference"]), 3);
-    assert_status(&run_job(job, &b, &["--threads", "3"]), 3);
+    // Two users per XML file, two files per zip: four documents in two
+    // zips, compressed a batch of three at a time with three threads.
+    let split = ["--users-per-file", "2", "--files-per-zip", "2"];
+    assert_status(
+        &run_job(job, &a, &[&["--reference"][..], &split].concat()),
+        3,
+    );
+    assert_status(
+        &run_job(job, &b, &[&["--threads", "3"][..], &split].concat()),
+        3,
+    );
+    assert_eq!(xml_entries(&a).len(), 4);
     let (fa, fb) = (dir_files(&a), dir_files(&b));
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (name, bytes) in &fa {

@@ -499,6 +499,22 @@ fn run(
     let mut placer = Placer::new(&opts.out_dir, prefix, opts.limits);
     let mut user_xml = Vec::new();
     let mut users_by_source = vec![0u64; job.sources.len()];
+    // Documents are compressed a batch of one per thread at a time and
+    // placed in order, so the bytes do not depend on the thread count.
+    let mut batch: Vec<(Vec<u8>, u64)> = Vec::with_capacity(threads);
+    let compress = |batch: &mut Vec<(Vec<u8>, u64)>, placer: &mut Placer| -> Result<()> {
+        let entries: Vec<Result<_>> = pool.install(|| {
+            batch
+                .par_iter()
+                .map(|(doc, users)| compress_entry(doc, *users, level, mtime))
+                .collect()
+        });
+        for entry in entries {
+            placer.place(entry?)?;
+        }
+        batch.clear();
+        Ok(())
+    };
     for (i, r) in mapped.iter().enumerate() {
         if !written[i] {
             continue;
@@ -506,14 +522,17 @@ fn run(
         users_by_source[r.source as usize] += 1;
         user_xml.clear();
         xml::write_user(&mut user_xml, &r.user);
-        if let Some((doc, users)) = em.accept(&user_xml, xml::group_of(&r.user)) {
-            placer.place(compress_entry(&doc, users, level, mtime)?)?;
-            em.recycle_document(doc);
+        if let Some(full) = em.accept(&user_xml, xml::group_of(&r.user)) {
+            batch.push(full);
+            if batch.len() == threads {
+                compress(&mut batch, &mut placer)?;
+            }
         }
     }
-    if let Some((doc, users)) = em.last_document() {
-        placer.place(compress_entry(&doc, users, level, mtime)?)?;
+    if let Some(last) = em.last_document() {
+        batch.push(last);
     }
+    compress(&mut batch, &mut placer)?;
     let parts = placer.finish()?;
 
     // 6. duplicates.csv and the summary part.
