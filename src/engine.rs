@@ -27,7 +27,7 @@ use crate::decode::Text;
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::package::{compress_parts, Entry, Finished, Placer};
+use crate::package::{Entry, EntryWriter, Finished, Placer};
 use crate::report::{Fail, MapStats};
 use crate::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::xml;
@@ -220,19 +220,23 @@ pub(crate) fn run(
             let n = seq;
             seq += 1;
             pool.spawn(move || {
-                let entry = {
-                    let mut parts: Vec<&[u8]> = Vec::with_capacity(doc.parts.len() + 2);
-                    parts.push(xml::HEADER);
-                    parts.extend(doc.parts.iter().map(|(b, r)| &b[r.clone()]));
-                    parts.push(xml::FOOTER);
-                    compress_parts(&parts, doc.users, level, mtime)
-                };
-                let _ = tx.send((n, entry));
-                for (buf, _) in doc.parts {
-                    if let Some(buf) = Arc::into_inner(buf) {
-                        let _ = back.send(buf);
+                let pieces: usize = doc.parts.iter().map(|(_, r)| r.len()).sum();
+                let len = xml::HEADER.len() + pieces + xml::FOOTER.len();
+                let entry = (|| {
+                    let mut w = EntryWriter::new(len, level, mtime)?;
+                    w.write(xml::HEADER)?;
+                    // Each shard buffer goes back as soon as its last piece
+                    // is written, not when the whole document is.
+                    for (buf, r) in doc.parts {
+                        w.write(&buf[r])?;
+                        if let Some(buf) = Arc::into_inner(buf) {
+                            let _ = back.send(buf);
+                        }
                     }
-                }
+                    w.write(xml::FOOTER)?;
+                    w.finish(doc.users)
+                })();
+                let _ = tx.send((n, entry));
             });
             Ok(())
         };

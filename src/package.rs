@@ -120,44 +120,79 @@ pub fn compress_parts(
     level: u32,
     mtime: zip::DateTime,
 ) -> Result<Entry> {
-    let zerr = |source| Error::Zip {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut w = EntryWriter::new(len, level, mtime)?;
+    for p in parts {
+        w.write(p)?;
+    }
+    w.finish(users)
+}
+
+/// Compresses one XML document, given piece by piece, into a one-entry
+/// zip in memory, so a caller can let go of each piece once it is
+/// written. The compressor sees the same fixed-size writes whatever the
+/// pieces, so the bytes equal [`compress_entry`]'s.
+pub struct EntryWriter {
+    w: ZipWriter<Cursor<Vec<u8>>>,
+    stage: Vec<u8>,
+}
+
+fn zip_err(source: zip::result::ZipError) -> Error {
+    Error::Zip {
         path: PathBuf::from("(memory)"),
         source,
-    };
-    let werr = |e| Error::io("(memory)", e);
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(len / 6 + 1024)));
-    w.start_file("entry.xml", file_options(level, mtime, len as u64))
-        .map_err(zerr)?;
-    let mut stage: Vec<u8> = Vec::new();
-    for part in parts {
-        let mut p = *part;
+    }
+}
+
+fn mem_err(e: std::io::Error) -> Error {
+    Error::io("(memory)", e)
+}
+
+impl EntryWriter {
+    /// Starts an entry of `len` bytes of XML in all.
+    pub fn new(len: usize, level: u32, mtime: zip::DateTime) -> Result<EntryWriter> {
+        let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(len / 6 + 1024)));
+        w.start_file("entry.xml", file_options(level, mtime, len as u64))
+            .map_err(zip_err)?;
+        Ok(EntryWriter {
+            w,
+            stage: Vec::new(),
+        })
+    }
+
+    /// Appends the next piece of the document.
+    pub fn write(&mut self, mut p: &[u8]) -> Result<()> {
         while !p.is_empty() {
-            if stage.is_empty() && p.len() >= FEED {
-                w.write_all(&p[..FEED]).map_err(werr)?;
+            if self.stage.is_empty() && p.len() >= FEED {
+                self.w.write_all(&p[..FEED]).map_err(mem_err)?;
                 p = &p[FEED..];
                 continue;
             }
-            let take = (FEED - stage.len()).min(p.len());
-            stage.extend_from_slice(&p[..take]);
+            let take = (FEED - self.stage.len()).min(p.len());
+            self.stage.extend_from_slice(&p[..take]);
             p = &p[take..];
-            if stage.len() == FEED {
-                w.write_all(&stage).map_err(werr)?;
-                stage.clear();
+            if self.stage.len() == FEED {
+                self.w.write_all(&self.stage).map_err(mem_err)?;
+                self.stage.clear();
             }
         }
+        Ok(())
     }
-    if !stage.is_empty() {
-        w.write_all(&stage).map_err(werr)?;
+
+    /// Ends the document; `users` is how many it holds.
+    pub fn finish(mut self, users: u64) -> Result<Entry> {
+        if !self.stage.is_empty() {
+            self.w.write_all(&self.stage).map_err(mem_err)?;
+        }
+        let zip = self.w.finish().map_err(zip_err)?.into_inner();
+        let mut ar = ZipArchive::new(Cursor::new(&zip)).map_err(zip_err)?;
+        let compressed = ar.by_index_raw(0).map_err(zip_err)?.compressed_size();
+        Ok(Entry {
+            zip,
+            compressed,
+            users,
+        })
     }
-    let zip = w.finish().map_err(zerr)?.into_inner();
-    let mut ar = ZipArchive::new(Cursor::new(&zip)).map_err(zerr)?;
-    let compressed = ar.by_index_raw(0).map_err(zerr)?.compressed_size();
-    Ok(Entry {
-        zip,
-        compressed,
-        users,
-    })
 }
 
 fn file_options(level: u32, mtime: zip::DateTime, len: u64) -> SimpleFileOptions {
