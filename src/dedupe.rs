@@ -138,6 +138,16 @@ impl Default for IdSet {
     }
 }
 
+/// The table's hash of a key in its space.
+fn key_hash(hasher: &ahash::RandomState, space: Space, key: &[u8]) -> u64 {
+    hasher.hash_one((space as u8, key))
+}
+
+/// [`key_hash`] of a stored value, for the table when it grows.
+fn slot_hash(hasher: &ahash::RandomState, s: &Slot, arena: &[u8]) -> u64 {
+    key_hash(hasher, s.space, &arena[s.range(arena)])
+}
+
 /// Appends `crate::map::fold(s)` to `out` without allocating for ASCII.
 fn fold_into(s: &str, out: &mut String) {
     let t = s.trim();
@@ -173,17 +183,15 @@ impl IdSet {
     /// regrows as it fills.
     pub fn reserve(&mut self, records: usize, values: usize, bytes: usize) {
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.table.reserve(values, |&j| {
-            let s = &slots[j as usize];
-            hasher.hash_one((s.space as u8, &arena[s.range(arena)]))
-        });
+        self.table
+            .reserve(values, |&j| slot_hash(hasher, &slots[j as usize], arena));
         self.slots.reserve(values);
         self.arena.reserve(bytes);
         self.owners.reserve(records);
     }
 
     fn hash(&self, space: Space, key: &[u8]) -> u64 {
-        self.hasher.hash_one((space as u8, key))
+        key_hash(&self.hasher, space, key)
     }
 
     fn find(&self, space: Space, key: &str) -> Option<&Slot> {
@@ -310,10 +318,8 @@ impl IdSet {
             space,
         });
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.table.insert_unique(h, i, |&j| {
-            let s = &slots[j as usize];
-            hasher.hash_one((s.space as u8, &arena[s.range(arena)]))
-        });
+        self.table
+            .insert_unique(h, i, |&j| slot_hash(hasher, &slots[j as usize], arena));
     }
 }
 

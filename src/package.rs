@@ -109,29 +109,15 @@ const FEED: usize = 64 * 1024;
 /// Compresses one complete XML document into a one-entry zip in memory.
 /// Pure and deterministic, so entries can be compressed on any thread.
 pub fn compress_entry(xml: &[u8], users: u64, level: u32, mtime: zip::DateTime) -> Result<Entry> {
-    compress_parts(&[xml], users, level, mtime)
-}
-
-/// [`compress_entry`] of the concatenation of `parts`, without making it:
-/// the same bytes out as for the whole document.
-pub fn compress_parts(
-    parts: &[&[u8]],
-    users: u64,
-    level: u32,
-    mtime: zip::DateTime,
-) -> Result<Entry> {
-    let len = parts.iter().map(|p| p.len()).sum();
-    let mut w = EntryWriter::new(len, level, mtime)?;
-    for p in parts {
-        w.write(p)?;
-    }
+    let mut w = EntryWriter::new(xml.len(), level, mtime)?;
+    w.write(xml)?;
     w.finish(users)
 }
 
 /// Compresses one XML document, given piece by piece, into a one-entry
 /// zip in memory, so a caller can let go of each piece once it is
 /// written. The compressor sees the same fixed-size writes whatever the
-/// pieces, so the bytes equal [`compress_entry`]'s.
+/// pieces, so the bytes equal [`compress_entry`]'s for the whole.
 pub struct EntryWriter {
     w: ZipWriter<Cursor<Vec<u8>>>,
     stage: Vec<u8>,
@@ -592,8 +578,11 @@ mod tests {
         for level in [0, 1, 6] {
             let whole = compress_entry(&doc, 1, level, mtime).unwrap();
             for cut in [1, 100, FEED - 1, FEED, FEED + 1, 3 * FEED + 17] {
-                let parts: Vec<&[u8]> = doc.chunks(cut).collect();
-                let split = compress_parts(&parts, 1, level, mtime).unwrap();
+                let mut w = EntryWriter::new(doc.len(), level, mtime).unwrap();
+                for piece in doc.chunks(cut) {
+                    w.write(piece).unwrap();
+                }
+                let split = w.finish(1).unwrap();
                 assert!(split.zip == whole.zip, "level {level}, pieces of {cut}");
             }
         }

@@ -629,34 +629,31 @@ impl Mapper {
         // One validation per record instead of one per field: when the
         // whole record is UTF-8 and no field boundary splits a character,
         // every field is UTF-8.
-        if let Ok(all) = std::str::from_utf8(rec.as_slice()) {
-            let fields = (0..rec.len().min(n)).map(|i| rec.range(i).unwrap_or(0..0));
-            if fields
+        let fields = (0..rec.len().min(n)).map(|i| rec.range(i).unwrap_or(0..0));
+        let whole = std::str::from_utf8(rec.as_slice()).ok().filter(|all| {
+            fields
                 .clone()
                 .all(|r| all.is_char_boundary(r.start) && all.is_char_boundary(r.end))
-            {
-                out.extend(fields.map(|r| &all[r]));
-                while out.len() < n {
-                    out.push("");
+        });
+        if let Some(all) = whole {
+            out.extend(fields.map(|r| &all[r]));
+        } else {
+            for (i, f) in rec.iter().take(n).enumerate() {
+                match std::str::from_utf8(f) {
+                    Ok(s) => out.push(s),
+                    Err(e) if self.used[i] => {
+                        return Err(Fail::new(
+                            Reason::InvalidEncoding,
+                            self.columns[i].as_str(),
+                            format!(
+                                "column `{}` is not valid UTF-8 at byte {} of the field",
+                                self.columns[i],
+                                e.valid_up_to() + 1
+                            ),
+                        ))
+                    }
+                    Err(_) => out.push(""),
                 }
-                return Ok(());
-            }
-        }
-        for (i, f) in rec.iter().take(n).enumerate() {
-            match std::str::from_utf8(f) {
-                Ok(s) => out.push(s),
-                Err(e) if self.used[i] => {
-                    return Err(Fail::new(
-                        Reason::InvalidEncoding,
-                        self.columns[i].as_str(),
-                        format!(
-                            "column `{}` is not valid UTF-8 at byte {} of the field",
-                            self.columns[i],
-                            e.valid_up_to() + 1
-                        ),
-                    ))
-                }
-                Err(_) => out.push(""),
             }
         }
         while out.len() < n {
