@@ -48,6 +48,12 @@ struct DateSpec {
     formats: rules::DateFormats,
     by_group: Vec<(String, DateRule)>,
     default: Option<DateRule>,
+    /// Whether an unreadable value drops the field (and warns) instead of
+    /// rejecting the record: not mandatory, not the expiry date, and no
+    /// date rule counts from it.
+    optional: bool,
+    /// Whether the value is personal data that messages must not quote.
+    personal: bool,
 }
 
 /// One compiled value: source, cleaning, table, length limit.
@@ -172,7 +178,7 @@ impl<'a> Compiler<'a> {
             )),
             None => Err(format!(
                 "{label}: column `{name}` is not in the extract's columns ({})",
-                self.columns.join(", ")
+                crate::error::excerpt(&self.columns.join(", "), crate::error::EXCERPT_CHARS)
             )),
         }
     }
@@ -257,15 +263,27 @@ impl<'a> Compiler<'a> {
             if formats.is_empty() {
                 return Err(format!("{label}: no date formats"));
             }
+            // Birth dates are never in the future; every other date
+            // (expiry, purge, an address's start and end) lies in the
+            // decades around --as-of.
+            let personal = label == UserField::BirthDate.name();
+            let century = match &spec.two_digit_year {
+                Some(t) => rules::Century::parse(&t.text()).map_err(|e| format!("{label}: {e}"))?,
+                None if personal => rules::Century::Past,
+                None => rules::Century::Window(50),
+            };
             Some(DateSpec {
-                formats: rules::DateFormats::new(&formats).map_err(|e| format!("{label}: {e}"))?,
+                formats: rules::DateFormats::new(&formats, century)
+                    .map_err(|e| format!("{label}: {e}"))?,
                 by_group,
                 default,
+                optional: true,
+                personal,
             })
         } else {
-            if spec.formats.is_some() || spec.by_group.is_some() {
+            if spec.formats.is_some() || spec.by_group.is_some() || spec.two_digit_year.is_some() {
                 return Err(format!(
-                    "{label}: `formats` and `by_group` apply to date fields only"
+                    "{label}: `formats`, `by_group` and `two_digit_year` apply to date fields only"
                 ));
             }
             None
@@ -524,6 +542,30 @@ impl Mapper {
                 MatchId::IdType(t.to_string())
             }
         };
+
+        // A date other rules count from, the expiry date and a mandatory
+        // date reject the record when unreadable; any other date is left
+        // out with a warning rather than cost the patron their account.
+        let keyed: Vec<UserField> = fields
+            .iter()
+            .filter_map(|(_, g)| g.date.as_ref())
+            .chain(
+                addresses
+                    .iter()
+                    .flat_map(|a| a.parts.iter().filter_map(|(_, g)| g.date.as_ref())),
+            )
+            .flat_map(|d| d.default.iter().chain(d.by_group.iter().map(|(_, r)| r)))
+            .filter_map(|r| match r.base {
+                rules::DateBase::Field(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        for (f, g) in &mut fields {
+            if let Some(d) = &mut g.date {
+                d.optional =
+                    *f != UserField::ExpiryDate && !mandatory.contains(f) && !keyed.contains(f);
+            }
+        }
 
         Ok(Mapper {
             columns: columns.to_vec(),
@@ -947,7 +989,11 @@ impl Mapper {
                             return Err(Fail::new(
                                 Reason::UnknownCode,
                                 g.label.as_str(),
-                                format!("code `{v}` is not in the profile's table for {}", g.label),
+                                format!(
+                                    "code `{}` is not in the profile's table for {}",
+                                    crate::error::excerpt(&v, crate::error::EXCERPT_CHARS),
+                                    g.label
+                                ),
                             ))
                         }
                         // Compiling checked the default exists.
@@ -1000,19 +1046,21 @@ impl Mapper {
         stats.count_forbidden(removed, self.replace_forbidden);
         let text = clean.trim();
         if !text.is_empty() {
-            return rules::parse_date(text, &spec.formats)
-                .map(Some)
-                .ok_or_else(|| {
-                    Fail::new(
-                        Reason::InvalidDate,
-                        g.label.as_str(),
-                        format!(
-                            "{} does not match the date formats {} (or is before year 1000)",
-                            g.label,
-                            spec.formats.text.join(", ")
-                        ),
-                    )
-                });
+            let tried = match rules::parse_date(text, &spec.formats, self.as_of) {
+                Ok(d) => return Ok(Some(d)),
+                Err(tried) => tried,
+            };
+            let shown = (!spec.personal).then_some(text);
+            let why = rules::date_failure(&g.label, shown, &spec.formats, &tried);
+            if spec.optional {
+                stats.drop_field(Fail::new(
+                    Reason::InvalidDate,
+                    g.label.as_str(),
+                    format!("{why}; the field is left out and the patron written without it"),
+                ));
+                return Ok(None);
+            }
+            return Err(Fail::new(Reason::InvalidDate, g.label.as_str(), why));
         }
         let rule = group
             .and_then(|grp| spec.by_group.iter().find(|(k, _)| k == grp).map(|(_, r)| r))
