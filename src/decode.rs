@@ -278,9 +278,11 @@ pub fn guess_legacy(bytes: &[u8]) -> &'static str {
         .filter(|&&b| b == 0)
         .count();
     let half = sample.len() / 2;
-    if half > 0 && odd * 3 > half {
+    // UTF-16 text has its NULs on one side only; a binary file (an
+    // executable given as the extract) has them on both.
+    if half > 0 && odd * 3 > half && even * 10 < half {
         "UTF-16LE (`utf-16le`)"
-    } else if half > 0 && even * 3 > half {
+    } else if half > 0 && even * 3 > half && odd * 10 < half {
         "UTF-16BE (`utf-16be`)"
     } else {
         "windows-1252 (`windows-1252`, also called Latin-1 or ISO-8859-1)"

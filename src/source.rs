@@ -619,7 +619,7 @@ impl<'a> Extract<'a> {
                 && Some(b) != dialect.quote
         };
         let hint = || match decode::legacy_label(self.data) {
-            "windows-1252" => "a binary file rather than an extract?".to_string(),
+            "windows-1252" => "is this a binary file rather than the extract?".to_string(),
             utf16 => format!(
                 "it looks like {utf16} without a byte-order mark: set `encoding = \"{utf16}\"` \
                  in [input]"
