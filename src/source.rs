@@ -1354,6 +1354,48 @@ mod tests {
     }
 
     #[test]
+    fn a_header_no_text_extract_has_is_an_input_error() {
+        let open = |bytes: &[u8], d: &Dialect| {
+            let t = decode::decode(bytes, d.encoding).unwrap();
+            Extract::open_text(Path::new("t.csv"), 0, &t, d)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let d = dialect(true);
+        let e = open(b"\x7fELF\x02\x01\x00,x\nA,B\n", &d).unwrap();
+        assert!(
+            e.contains("control character 0x7F at line 1, column 1"),
+            "{e}"
+        );
+        assert!(e.starts_with("input error"), "{e}");
+        let e = open(b"id,na\x00me\n1,2\n", &d).unwrap();
+        assert!(e.contains("a NUL byte at line 1, column 6"), "{e}");
+        // Bytes invalid in the encoding: named, with the likely encoding.
+        let e = open(b"id,R\xe9sum\xe9\n1,2\n", &d).unwrap();
+        assert!(e.contains("not valid UTF-8 at line 1, column 5"), "{e}");
+        assert!(e.contains("windows-1252"), "{e}");
+        // ... unless `columns` replaces the names, which are then not read.
+        let renamed = Dialect::from_toml("columns = [\"a\", \"b\"]").unwrap();
+        assert_eq!(open(b"id,R\xe9sum\xe9\n1,2\n", &renamed), None);
+        // A control character that is the delimiter is no problem.
+        let unit = Dialect::from_toml("delimiter = \"\\u001F\"").unwrap();
+        assert_eq!(open(b"id\x1fname\n1\x1f2\n", &unit), None);
+        // An overlong header row.
+        let small = Dialect::from_toml("max_record_bytes = 10").unwrap();
+        let e = open(b"abcdefghijkl\n1\n", &small).unwrap();
+        assert!(
+            e.contains("13 bytes long, more than max_record_bytes (10)"),
+            "{e}"
+        );
+        // A fixed-width title line holding NULs.
+        let fixed = Dialect::from_toml(
+            "format = \"fixed_width\"\nheader = true\nfields = [{ name = \"a\", start = 1, length = 2 }]",
+        )
+        .unwrap();
+        assert!(open(b"T\x00I\x00\nab\n", &fixed).is_some());
+    }
+
+    #[test]
     fn dialect_rejects_bad_settings() {
         let e = |t: &str| Dialect::from_toml(t).unwrap_err();
         assert!(e("delimiter = \"||\"").contains("delimiter"));

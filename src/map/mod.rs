@@ -1356,6 +1356,63 @@ start_date = { column = "BC" }
     }
 
     #[test]
+    fn an_unreadable_optional_date_is_dropped_a_driving_one_rejects() {
+        let m = mapper("birth_date = { column = \"BC\" }").unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r.push(("BC", "1990-13-45"));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.get(UserField::BirthDate), None);
+        assert_eq!(st.dropped_fields["birth_date"], 1);
+        let w = st.take_warnings();
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            (w[0].reason, w[0].field.as_str()),
+            (Reason::InvalidDate, "birth_date")
+        );
+        assert!(!w[0].message.contains("1990"), "{}", w[0].message);
+        assert!(st.take_warnings().is_empty());
+        // The expiry date is never optional: purge counts from it, and
+        // the patron's access ends with it.
+        let mut r = base();
+        r.push(("EXP", "2027-02-30"));
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::InvalidDate, "expiry_date")
+        );
+        assert!(f.message.contains("`2027-02-30`"), "{}", f.message);
+        // A birth date a rule counts from, or a mandatory one, rejects.
+        for extra in [
+            "birth_date = { column = \"BC\" }\n[[addresses]]\ntypes = [\"home\"]\n\
+             line1 = { column = \"ADDR\" }\ncity = { column = \"CITY\" }\n\
+             end_date = { default = \"birth_date+100y\" }",
+            "birth_date = { column = \"BC\" }\n[rules]\nmandatory = [\"birth_date\"]",
+        ] {
+            let m = mapper(extra).unwrap();
+            let mut r = base();
+            r.push(("BC", "1990-13-45"));
+            let f = m.map(&row(&r), &mut st).unwrap_err();
+            assert_eq!(
+                (f.reason, f.field.as_str()),
+                (Reason::InvalidDate, "birth_date")
+            );
+        }
+        // An address date is optional: the part is left out.
+        let m = mapper(
+            "[[addresses]]\ntypes = [\"home\"]\nline1 = { column = \"ADDR\" }\n\
+             city = { column = \"CITY\" }\nstart_date = { column = \"BC\" }",
+        )
+        .unwrap();
+        let mut r = base();
+        r.extend([("ADDR", "1 Road"), ("CITY", "Town"), ("BC", "soon")]);
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.addresses.len(), 1);
+        assert_eq!(st.dropped_fields["addresses[1].start_date"], 1);
+        assert!(st.take_warnings()[0].message.contains("`soon`"));
+    }
+
+    #[test]
     fn compile_errors_name_the_key() {
         let e = mapper("nickname = { column = \"FIRST\" }").unwrap_err();
         assert!(e.contains("nickname"), "{e}");
