@@ -93,9 +93,8 @@ pub const EXCERPT_CHARS: usize = 200;
 /// terminal or a report.
 pub fn excerpt(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 16));
-    let mut shown = 0usize;
     let mut chars = text.chars();
-    for c in chars.by_ref() {
+    for (shown, c) in chars.by_ref().enumerate() {
         if shown == max {
             let rest = 1 + chars.count();
             out.push_str(&format!("… ({rest} more characters)"));
@@ -106,7 +105,6 @@ pub fn excerpt(text: &str, max: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

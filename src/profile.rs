@@ -383,7 +383,7 @@ pub enum TypeSpec {
     /// A constant code.
     Code(String),
     /// A code taken from the record.
-    Field(FieldSpec),
+    Field(Box<FieldSpec>),
 }
 
 /// One address segment.

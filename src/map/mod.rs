@@ -74,7 +74,7 @@ struct Getter {
 #[derive(Debug, Clone)]
 enum TypeGetter {
     Code(String),
-    Field(Getter),
+    Field(Box<Getter>),
 }
 
 #[derive(Debug, Clone)]
@@ -320,12 +320,12 @@ impl<'a> Compiler<'a> {
                     Err(format!("{label}: type {} is empty", i + 1))
                 }
                 TypeSpec::Code(c) => Ok(TypeGetter::Code(c.trim().to_string())),
-                TypeSpec::Field(f) => Ok(TypeGetter::Field(self.getter(
+                TypeSpec::Field(f) => Ok(TypeGetter::Field(Box::new(self.getter(
                     format!("{label}.types[{}]", i + 1),
                     f,
                     255,
                     false,
-                )?)),
+                )?))),
             })
             .collect()
     }

@@ -351,20 +351,24 @@ pub fn parse_date(
     formats: &DateFormats,
     as_of: NaiveDate,
 ) -> Result<NaiveDate, Vec<Attempt>> {
-    let mut tried = Vec::with_capacity(formats.items.len());
-    for items in &formats.items {
+    let one = |items: &[Item<'static>]| -> Result<NaiveDate, Attempt> {
         let mut p = Parsed::new();
-        let attempt = match chrono::format::parse(&mut p, s, items.iter()) {
-            Err(e) => kind(e),
-            Ok(()) => match resolve(&p, formats.century, as_of) {
-                Ok(d) if in_range(d) => return Ok(d),
-                Ok(d) => Attempt::Year(d.year()),
-                Err(e) => kind(e),
-            },
-        };
-        tried.push(attempt);
+        chrono::format::parse(&mut p, s, items.iter()).map_err(kind)?;
+        match resolve(&p, formats.century, as_of) {
+            Ok(d) if in_range(d) => Ok(d),
+            Ok(d) => Err(Attempt::Year(d.year())),
+            Err(e) => Err(kind(e)),
+        }
+    };
+    if let Some(d) = formats.items.iter().find_map(|items| one(items).ok()) {
+        return Ok(d);
     }
-    Err(tried)
+    // Unreadable values are rare: only then say what each format gave.
+    Err(formats
+        .items
+        .iter()
+        .map(|items| one(items).err().unwrap_or(Attempt::Shape))
+        .collect())
 }
 
 fn kind(e: chrono::format::ParseError) -> Attempt {
