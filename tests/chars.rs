@@ -469,3 +469,60 @@ fn check_flags_c1_controls_and_del_and_repack_removes_them() {
     );
     assert_xsd_valid(&out);
 }
+
+#[test]
+fn a_job_lists_dropped_fields_in_warnings_csv() {
+    let t = tempfile::tempdir().unwrap();
+    // The job's student extract, with one unreadable birth date.
+    let mut r = csv::Reader::from_path(root().join("examples/job/students.csv")).unwrap();
+    let header = r.headers().unwrap().clone();
+    let at = header.iter().position(|h| h == "BIRTH_DATE").unwrap();
+    let mut w = csv::Writer::from_path(t.path().join("students.csv")).unwrap();
+    w.write_record(&header).unwrap();
+    for (i, row) in r.records().enumerate() {
+        let mut row: Vec<String> = row.unwrap().iter().map(str::to_string).collect();
+        if i == 1 {
+            row[at] = "13/45/1990".into();
+        }
+        w.write_record(&row).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let job = |students: &Path| {
+        format!(
+            "[output]\nprefix = \"example_users\"\n[people]\nmatch_on = \"primary_id\"\n\
+             [[source]]\nname = \"students\"\nprofile = {:?}\ninputs = [{:?}]\n",
+            root().join("examples/students.toml"),
+            students
+        )
+    };
+    let run = |name: &str, students: &Path| {
+        let job_file = t.path().join(format!("{name}.toml"));
+        fs::write(&job_file, job(students)).unwrap();
+        let out = t.path().join(name);
+        let o = patronload()
+            .arg("convert")
+            .arg("--job")
+            .arg(&job_file)
+            .arg("--out")
+            .arg(&out)
+            .args(["--as-of", "2026-11-24"])
+            .output()
+            .unwrap();
+        (o.status.code(), out)
+    };
+    let (clean_status, clean) = run("clean", &root().join("examples/job/students.csv"));
+    let (status, out) = run("damaged", &t.path().join("students.csv"));
+    assert_eq!(status, clean_status);
+    let (a, b) = (summary(&clean), summary(&out));
+    assert_eq!(a["users_written"], b["users_written"]);
+    assert_eq!(a["dropped_fields"], json!({}));
+    assert_eq!(b["dropped_fields"], json!({ "birth_date": 1 }));
+    let warned = rows(&out.join("warnings.csv"));
+    assert_eq!(warned.len(), 1);
+    assert_eq!(
+        &warned[0][..5],
+        ["3", "2", "S0000102", "invalid_date", "birth_date"]
+    );
+    assert!(rows(&clean.join("warnings.csv")).is_empty());
+}
