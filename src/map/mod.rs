@@ -289,6 +289,7 @@ impl<'a> Compiler<'a> {
             None
         };
         if let (Some(d), false) = (&spec.default, is_date) {
+            plain(&label, d)?;
             if d.chars().count() > max_chars && !spec.truncate {
                 return Err(format!(
                     "{label}: the default is longer than the {max_chars} characters Alma allows"
@@ -319,7 +320,10 @@ impl<'a> Compiler<'a> {
                 TypeSpec::Code(c) if c.trim().is_empty() => {
                     Err(format!("{label}: type {} is empty", i + 1))
                 }
-                TypeSpec::Code(c) => Ok(TypeGetter::Code(c.trim().to_string())),
+                TypeSpec::Code(c) => {
+                    plain(label, c)?;
+                    Ok(TypeGetter::Code(c.trim().to_string()))
+                }
                 TypeSpec::Field(f) => Ok(TypeGetter::Field(Box::new(self.getter(
                     format!("{label}.types[{}]", i + 1),
                     f,
@@ -342,11 +346,29 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// Refuses a profile constant that would put a control character in the
+/// XML: values from the extract are cleaned per `forbidden_chars`, but
+/// constants (codes, defaults, table values) are written as they are.
+fn plain(label: &str, s: &str) -> Result<(), String> {
+    match s.chars().find(|&c| !rules::xml_allowed(c)) {
+        Some(c) => Err(format!(
+            "{label}: `{}` holds control character U+{:04X}, which Alma's XML may not carry",
+            crate::error::excerpt(s, 60),
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
 fn compile_table(name: &str, t: &TableSpec) -> Result<Table, String> {
     if t.unknown == UnknownPolicy::Default && t.default.is_none() {
         return Err(format!(
             "table `{name}`: unknown = \"default\" needs a `default` value"
         ));
+    }
+    let label = format!("table `{name}`");
+    for v in t.map.values().chain(t.default.iter()) {
+        plain(&label, v)?;
     }
     Ok(Table {
         map: t.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -482,6 +504,8 @@ impl Mapper {
             if s.id_type.trim().is_empty() {
                 return Err(format!("{label}: `id_type` is empty"));
             }
+            plain(&label, &s.id_type)?;
+            plain(&label, &s.status)?;
             identifiers.push(IdentifierMap {
                 id_type: s.id_type.trim().to_string(),
                 value: cx.getter(format!("{label}.value"), &s.value, 255, false)?,
@@ -504,6 +528,7 @@ impl Mapper {
             if n.note_type.trim().is_empty() {
                 return Err(format!("{label}: `note_type` is empty"));
             }
+            plain(&label, &n.note_type)?;
             notes.push(NoteMap {
                 note_type: n.note_type.trim().to_string(),
                 text: cx.getter(format!("{label}.text"), &n.text, 2000, false)?,
@@ -1428,6 +1453,15 @@ start_date = { column = "BC" }
         let e =
             mapper("[[addresses]]\ntypes = [\"home\"]\nline1 = { column = \"ADDR\" }").unwrap_err();
         assert!(e.contains("city"), "{e}");
+        // Constants are written as they are: no control character in one.
+        for bad in [
+            "gender = { column = \"FIRST\", default = \"X\\u0085\" }",
+            "[[emails]]\ntypes = [\"home\\u007F\"]\naddress = { column = \"MAIL\" }",
+            "[[notes]]\nnote_type = \"OTHER\\u0001\"\ntext = { column = \"FIRST\" }",
+        ] {
+            let e = mapper(bad).unwrap_err();
+            assert!(e.contains("control character U+00"), "{bad}: {e}");
+        }
     }
 
     #[test]
