@@ -30,7 +30,10 @@ use crate::map::Mapper;
 use crate::model::User;
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
-use crate::report::{Fail, InputInfo, MapStats, Position, Reason, Summary, REJECT_HEADER};
+use crate::report::{
+    EncodingSuspect, Fail, InputInfo, MapStats, Position, Reason, Summary, REJECT_HEADER,
+    WARNING_HEADER,
+};
 use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::xml;
 
@@ -105,6 +108,9 @@ pub struct Outcome {
 
 /// Name of the reject report in the output directory.
 pub const REJECTS_FILE: &str = "rejects.csv";
+/// Name of the warnings report in the output directory: records written
+/// (or rejected for another reason) with an optional field left out.
+pub const WARNINGS_FILE: &str = "warnings.csv";
 /// Name of the summary in the output directory.
 pub const SUMMARY_FILE: &str = "summary.json";
 
@@ -152,6 +158,7 @@ impl<'o> Setup<'o> {
     ) -> Result<Extract<'a>> {
         let path = &self.opts.inputs[idx];
         let x = Extract::open_text(path, idx as u32, text, &self.dialect)?;
+        em.check_encoding(idx as u32, &self.dialect, text);
         let m = match self.mapper.take() {
             Some(m) => {
                 if m.columns() != x.columns.as_slice() {
@@ -161,8 +168,8 @@ impl<'o> Setup<'o> {
                         message: format!(
                             "the columns differ from the first input's; files of one feed must \
                              share a layout (expected {}, found {})",
-                            m.columns().join(","),
-                            x.columns.join(",")
+                            crate::error::excerpt(&m.columns().join(","), 200),
+                            crate::error::excerpt(&x.columns.join(","), 200)
                         ),
                     });
                 }
@@ -191,6 +198,10 @@ impl<'o> Setup<'o> {
 pub(crate) struct Emitter<'o> {
     inputs: &'o [PathBuf],
     rejects: RejectsWriter,
+    warnings: RejectsWriter,
+    warned: u64,
+    /// Inputs declared UTF-8 with invalid bytes: (file, what they look like).
+    suspects: Vec<(u32, &'static str)>,
     ids: Option<IdSet>,
     builder: EntryBuilder,
     pub(crate) stats: MapStats,
@@ -210,6 +221,9 @@ impl<'o> Emitter<'o> {
         Ok(Emitter {
             inputs: &opts.inputs,
             rejects: RejectsWriter::new(&opts.out_dir)?,
+            warnings: RejectsWriter::open(&opts.out_dir, WARNING_HEADER, WARNINGS_FILE)?,
+            warned: 0,
+            suspects: Vec::new(),
             ids: None,
             builder: EntryBuilder::new(opts.limits.users_per_file),
             stats: MapStats::default(),
@@ -318,6 +332,40 @@ impl<'o> Emitter<'o> {
         Ok(())
     }
 
+    /// Lists the fields left out of record `number` (see
+    /// [`MapStats::take_warnings`]) in `warnings.csv`.
+    pub(crate) fn warn(
+        &mut self,
+        file: u32,
+        line: u64,
+        number: u64,
+        primary_id: &str,
+        warnings: &[Fail],
+    ) -> Result<()> {
+        let path = self.inputs[file as usize].display().to_string();
+        for w in warnings {
+            self.warnings.write(
+                &path,
+                line,
+                number,
+                primary_id,
+                w.reason.code(),
+                &w.field,
+                &w.message,
+            )?;
+            self.warned += 1;
+        }
+        Ok(())
+    }
+
+    /// Notes an input declared UTF-8 that holds invalid bytes: most
+    /// likely an "ANSI" export, whatever the reject rate says.
+    pub(crate) fn check_encoding(&mut self, file: u32, dialect: &Dialect, text: &Text) {
+        if let Some(looks) = encoding_suspect(dialect, text) {
+            self.suspects.push((file, looks));
+        }
+    }
+
     /// Closes the accounting of one input file.
     pub(crate) fn end_file(&mut self, idx: usize) {
         self.files.push(InputInfo {
@@ -333,29 +381,32 @@ impl<'o> Emitter<'o> {
     }
 }
 
-pub(crate) fn rej_err(e: csv::Error) -> Error {
-    Error::io(REJECTS_FILE, e.into())
-}
-
 /// The most characters of a primary id `rejects.csv` reports.
 const REPORT_ID_CHARS: usize = 255;
 
 /// `rejects.csv` while it is written: a hidden temporary file in the
 /// output directory, published by [`publish`]. Shared by `convert` and
-/// `repack` so both write the same columns.
+/// `repack` so both write the same columns, and by `warnings.csv`.
 pub(crate) struct RejectsWriter {
     wtr: csv::Writer<BufWriter<File>>,
     tmp: NamedTempFile,
+    name: &'static str,
 }
 
 impl RejectsWriter {
     /// Starts the report (header row written) in `dir`.
     pub(crate) fn new(dir: &Path) -> Result<RejectsWriter> {
+        RejectsWriter::open(dir, REJECT_HEADER, REJECTS_FILE)
+    }
+
+    /// Starts a report of the same shape with its own header and name.
+    pub(crate) fn open(dir: &Path, header: [&str; 7], name: &'static str) -> Result<RejectsWriter> {
         let tmp = hidden_temp(dir, ".csv.tmp")?;
-        let f = tmp.reopen().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let f = tmp.reopen().map_err(|e| Error::io(name, e))?;
         let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
-        wtr.write_record(REJECT_HEADER).map_err(rej_err)?;
-        Ok(RejectsWriter { wtr, tmp })
+        wtr.write_record(header)
+            .map_err(|e| Error::io(name, e.into()))?;
+        Ok(RejectsWriter { wtr, tmp, name })
     }
 
     /// Writes one row (the columns of [`REJECT_HEADER`]).
@@ -380,21 +431,21 @@ impl RejectsWriter {
                 field,
                 message,
             ])
-            .map_err(rej_err)
+            .map_err(|e| Error::io(self.name, e.into()))
     }
 
     /// Flushes and syncs the report; returns its temporary file.
     pub(crate) fn finish(self) -> Result<NamedTempFile> {
-        let RejectsWriter { mut wtr, tmp } = self;
-        wtr.flush().map_err(|e| Error::io(REJECTS_FILE, e))?;
+        let RejectsWriter { mut wtr, tmp, name } = self;
+        wtr.flush().map_err(|e| Error::io(name, e))?;
         let inner = wtr
             .into_inner()
-            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?;
+            .map_err(|e| Error::io(name, e.into_error()))?;
         inner
             .into_inner()
-            .map_err(|e| Error::io(REJECTS_FILE, e.into_error()))?
+            .map_err(|e| Error::io(name, e.into_error()))?
             .sync_all()
-            .map_err(|e| Error::io(REJECTS_FILE, e))?;
+            .map_err(|e| Error::io(name, e))?;
         Ok(tmp)
     }
 }
@@ -460,15 +511,30 @@ pub(crate) fn map_record(
     if let Some((line, column)) = rec.replaced_at {
         stats.note_replaced(rec.file, line, column);
     }
-    if let Some(f) = &rec.fail {
-        return Err(f.clone());
+    let result = match &rec.fail {
+        Some(f) => Err(f.clone()),
+        None => {
+            let mut fields = recycle(std::mem::take(spare));
+            let result = m
+                .decode(&rec.fields, &mut fields)
+                .and_then(|()| m.map(&fields, stats));
+            *spare = recycle(fields);
+            result
+        }
+    };
+    if rec.replaced > 0 || matches!(&result, Err(f) if f.reason == Reason::InvalidEncoding) {
+        *stats.invalid_byte_records.entry(rec.file).or_default() += 1;
     }
-    let mut fields = recycle(std::mem::take(spare));
-    let result = m
-        .decode(&rec.fields, &mut fields)
-        .and_then(|()| m.map(&fields, stats));
-    *spare = recycle(fields);
     result
+}
+
+/// What an input declared UTF-8 with invalid bytes most likely is
+/// (`windows-1252`, or UTF-16 without a mark); `None` for any other input.
+pub(crate) fn encoding_suspect(dialect: &Dialect, text: &Text) -> Option<&'static str> {
+    (dialect.encoding == crate::decode::Encoding::Utf8
+        && text.encoding == "UTF-8"
+        && !text.invalid.is_empty())
+    .then(|| crate::decode::legacy_label(&text.bytes))
 }
 
 /// The identifier values of a user in claim order: primary id first.
@@ -615,8 +681,18 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                 file: rec.file,
                 line: rec.line,
             };
-            let result = map_record(m, &rec, &mut spare, &mut stats)
-                .and_then(|user| em.claim(id_values(&user), owner).map(|()| user));
+            let mapped = map_record(m, &rec, &mut spare, &mut stats);
+            let warnings = stats.take_warnings();
+            if !warnings.is_empty() {
+                em.warn(
+                    rec.file,
+                    rec.line,
+                    number,
+                    &m.report_id(&rec.fields),
+                    &warnings,
+                )?;
+            }
+            let result = mapped.and_then(|user| em.claim(id_values(&user), owner).map(|()| user));
             match result {
                 Ok(user) => {
                     user_xml.clear();
@@ -659,6 +735,9 @@ pub(crate) fn finish(
 ) -> Result<Outcome> {
     let Emitter {
         rejects,
+        warnings,
+        warned,
+        suspects,
         stats,
         read,
         written,
@@ -690,6 +769,11 @@ pub(crate) fn finish(
     if rejected_by_reason.values().sum::<u64>() != rejected {
         return Err(Error::Invariant("rejects by reason do not add up".into()));
     }
+    if stats.dropped_fields.values().sum::<u64>() != warned || !stats.warnings.is_empty() {
+        return Err(Error::Invariant(
+            "dropped fields do not match the rows of warnings.csv".into(),
+        ));
+    }
     let zipped: u64 = parts.iter().map(|p| p.info.users).sum();
     if zipped != written {
         return Err(Error::Invariant(format!(
@@ -697,6 +781,17 @@ pub(crate) fn finish(
         )));
     }
     let rejects_tmp = rejects.finish()?;
+    let mut reports = vec![(warnings.finish()?, WARNINGS_FILE)];
+    reports.extend(extras.files);
+    let encoding_suspect = suspects
+        .iter()
+        .map(|&(f, looks)| EncodingSuspect {
+            path: opts.inputs[f as usize].display().to_string(),
+            declared: "utf-8".into(),
+            looks_like: looks.into(),
+            invalid_records: stats.invalid_byte_records.get(&f).copied().unwrap_or(0),
+        })
+        .collect();
 
     let rate = rejected as f64 * 100.0 / read as f64;
     let summary = Summary {
@@ -723,19 +818,15 @@ pub(crate) fn finish(
             })
             .collect(),
         map: stats,
+        encoding_suspect,
+        warnings: warned,
         users_by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),
         job: extras.job,
         repaired: BTreeMap::new(),
     };
-    let (published, removed_stale) = publish(
-        &opts.out_dir,
-        prefix,
-        parts,
-        rejects_tmp,
-        extras.files,
-        &summary,
-    )?;
+    let (published, removed_stale) =
+        publish(&opts.out_dir, prefix, parts, rejects_tmp, reports, &summary)?;
     Ok(Outcome {
         summary,
         published,

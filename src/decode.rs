@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use encoding_rs::{DecoderResult, Encoding as Enc, UTF_16BE, UTF_16LE, UTF_8};
+use encoding_rs::{DecoderResult, Encoding as Enc, UTF_16BE, UTF_16LE, UTF_8, WINDOWS_1252};
 
 /// Byte-order mark of UTF-8.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -29,6 +29,11 @@ pub enum Encoding {
     Auto,
     /// Any other WHATWG encoding (windows-1252, UTF-16LE, ...).
     Other(&'static Enc),
+    /// Windows-1252 in which the five bytes the code page leaves
+    /// undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) are invalid bytes, as in
+    /// Microsoft's own tables, instead of the C1 controls WHATWG reads
+    /// them as: they follow `invalid_bytes` and are counted.
+    Windows1252Strict,
 }
 
 impl Encoding {
@@ -38,6 +43,7 @@ impl Encoding {
         let l = label.trim().to_ascii_lowercase();
         match l.as_str() {
             "auto" => return Ok(Encoding::Auto),
+            "windows-1252-strict" | "cp1252-strict" => return Ok(Encoding::Windows1252Strict),
             "utf-8-bom" | "utf-8-sig" | "utf8-bom" | "utf8-sig" => return Ok(Encoding::Utf8),
             _ => {}
         }
@@ -62,9 +68,13 @@ impl Encoding {
             Encoding::Utf8 => "UTF-8",
             Encoding::Auto => "auto",
             Encoding::Other(e) => e.name(),
+            Encoding::Windows1252Strict => STRICT_1252,
         }
     }
 }
+
+/// The name of [`Encoding::Windows1252Strict`] in messages.
+const STRICT_1252: &str = "windows-1252 (strict)";
 
 /// An extract as UTF-8.
 #[derive(Debug, Clone)]
@@ -102,6 +112,7 @@ pub fn decode(bytes: &[u8], enc: Encoding) -> Result<Text<'_>, String> {
     let target = match enc {
         Encoding::Utf8 => UTF_8,
         Encoding::Other(e) => e,
+        Encoding::Windows1252Strict => WINDOWS_1252,
         Encoding::Auto => match Enc::for_bom(bytes) {
             Some((e, _)) => e,
             None => match std::str::from_utf8(bytes) {
@@ -133,11 +144,48 @@ pub fn decode(bytes: &[u8], enc: Encoding) -> Result<Text<'_>, String> {
         }
     }
     let (out, invalid) = transcode(bytes, target);
+    if enc == Encoding::Windows1252Strict && target == WINDOWS_1252 {
+        let (out, invalid) = mark_undefined_1252(out);
+        return Ok(Text {
+            bytes: Cow::Owned(out),
+            invalid,
+            encoding: STRICT_1252,
+        });
+    }
     Ok(Text {
         bytes: Cow::Owned(out),
         invalid,
         encoding: target.name(),
     })
+}
+
+/// Whether `b` is one of the bytes Windows-1252 leaves undefined.
+fn undefined_1252(b: u8) -> bool {
+    matches!(b, 0x81 | 0x8D | 0x8F | 0x90 | 0x9D)
+}
+
+/// Replaces, in text decoded from Windows-1252, each character that came
+/// from an undefined byte with U+FFFD, returning where each went. WHATWG
+/// decodes those bytes, and only those, to U+0081, U+008D, U+008F,
+/// U+0090 and U+009D (UTF-8 `C2 xx`; 0xC2 never continues a character).
+fn mark_undefined_1252(text: Vec<u8>) -> (Vec<u8>, Vec<usize>) {
+    let at = |i: usize| text[i] == 0xC2 && text.get(i + 1).is_some_and(|&b| undefined_1252(b));
+    if !memchr::memchr_iter(0xC2, &text).any(at) {
+        return (text, Vec::new());
+    }
+    let mut out = Vec::with_capacity(text.len() + 64);
+    let mut invalid = Vec::new();
+    let mut copied = 0;
+    for i in memchr::memchr_iter(0xC2, &text) {
+        if at(i) {
+            out.extend_from_slice(&text[copied..i]);
+            invalid.push(out.len());
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            copied = i + 2;
+        }
+    }
+    out.extend_from_slice(&text[copied..]);
+    (out, invalid)
 }
 
 /// Decodes with BOM removal, replacing each malformed sequence with
@@ -204,6 +252,19 @@ fn not_utf8_message(bytes: &[u8], at: usize) -> String {
     )
 }
 
+/// The profile label of [`guess_legacy`]'s guess: `windows-1252`,
+/// `utf-16le` or `utf-16be`.
+pub fn legacy_label(bytes: &[u8]) -> &'static str {
+    let g = guess_legacy(bytes);
+    if g.starts_with("UTF-16LE") {
+        "utf-16le"
+    } else if g.starts_with("UTF-16BE") {
+        "utf-16be"
+    } else {
+        "windows-1252"
+    }
+}
+
 /// The likely encoding of a file that is not UTF-8: UTF-16 without a mark
 /// when NUL bytes fill alternate positions, windows-1252 otherwise (the
 /// WHATWG superset of Latin-1 that Western SIS exports use).
@@ -217,9 +278,11 @@ pub fn guess_legacy(bytes: &[u8]) -> &'static str {
         .filter(|&&b| b == 0)
         .count();
     let half = sample.len() / 2;
-    if half > 0 && odd * 3 > half {
+    // UTF-16 text has its NULs on one side only; a binary file (an
+    // executable given as the extract) has them on both.
+    if half > 0 && odd * 3 > half && even * 10 < half {
         "UTF-16LE (`utf-16le`)"
-    } else if half > 0 && even * 3 > half {
+    } else if half > 0 && even * 3 > half && odd * 10 < half {
         "UTF-16BE (`utf-16be`)"
     } else {
         "windows-1252 (`windows-1252`, also called Latin-1 or ISO-8859-1)"
@@ -274,6 +337,29 @@ mod tests {
         assert_eq!(std::str::from_utf8(&t.bytes).unwrap(), "ab\nc\u{FFFD}d\n");
         assert_eq!(t.invalid, [4]);
         assert_eq!(line_col(&t.bytes, 4), (2, 2));
+    }
+
+    #[test]
+    fn strict_windows_1252_counts_the_undefined_bytes_as_invalid() {
+        let strict = enc("windows-1252-strict");
+        assert_eq!(strict, Encoding::Windows1252Strict);
+        let src = b"Bj\x8D\xF6rn,\x81\x8F\x90\x9D,\x80\xC2\n";
+        let t = decode(src, strict).unwrap();
+        let s = std::str::from_utf8(&t.bytes).unwrap();
+        assert_eq!(s, "Bj\u{FFFD}örn,\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD},€Â\n");
+        // Offsets of each U+FFFD in the decoded text.
+        assert_eq!(t.invalid, [2, 10, 13, 16, 19]);
+        assert!(t.encoding.contains("strict"));
+        // The lenient label keeps WHATWG's C1 reading (the mapper then
+        // removes those controls as forbidden characters).
+        let t = decode(src, enc("windows-1252")).unwrap();
+        assert!(t.invalid.is_empty());
+        assert!(std::str::from_utf8(&t.bytes)
+            .unwrap()
+            .starts_with("Bj\u{8D}ö"));
+        // Nothing undefined: no copy of the decoded text is made twice.
+        let t = decode(b"Jos\xE9\n", strict).unwrap();
+        assert_eq!((&t.bytes[..], t.invalid.len()), ("José\n".as_bytes(), 0));
     }
 
     #[test]

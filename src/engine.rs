@@ -73,6 +73,9 @@ struct ShardOut<'m> {
     /// Blank lines after the last record, when the shard's reader reached
     /// the end of the file.
     trailing_blank: u64,
+    /// Fields left out of the shard's records: (index into `items`, line,
+    /// primary id, warnings), in item order.
+    warnings: Vec<(usize, u64, String, Vec<Fail>)>,
 }
 
 /// Parses, maps and serializes the records of one shard.
@@ -101,9 +104,20 @@ fn map_shard<'m>(
         first_seen: None,
         next_start: None,
         trailing_blank: 0,
+        warnings: Vec::new(),
     };
     while rdr.next_record(0, &mut rec).map_err(&setup_err)? {
-        let item = match map_record(m, &rec, &mut spare, &mut out.stats) {
+        let mapped = map_record(m, &rec, &mut spare, &mut out.stats);
+        let warnings = out.stats.take_warnings();
+        if !warnings.is_empty() {
+            out.warnings.push((
+                out.items.len(),
+                rec.line,
+                m.report_id(&rec.fields),
+                warnings,
+            ));
+        }
+        let item = match mapped {
             Ok(user) => {
                 xml::write_user(&mut out.xml, &user);
                 let mapped = user.get(crate::model::UserField::PrimaryId).unwrap_or("");
@@ -440,8 +454,12 @@ fn consume(
     em.stats.merge(std::mem::take(&mut out.stats));
     let xml = Arc::new(std::mem::take(&mut out.xml));
     let (mut prev_end, mut prev_ids) = (0, 0);
-    for item in out.items {
+    let mut warnings = std::mem::take(&mut out.warnings).into_iter().peekable();
+    for (i, item) in out.items.into_iter().enumerate() {
         let number = em.next_number();
+        while let Some((_, line, id, w)) = warnings.next_if(|w| w.0 == i) {
+            em.warn(out.file, line, number, &id, &w)?;
+        }
         match item {
             Item::User {
                 line,

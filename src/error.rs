@@ -83,3 +83,58 @@ impl Error {
         matches!(self, Error::Profile { .. } | Error::Usage(_))
     }
 }
+
+/// The most characters of input text a message quotes.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// `text` as a message may quote it: at most `max` characters, controls
+/// and other unprintable characters escaped (`\u{0}`), and what was cut
+/// said in words, so a binary file or a 10 MB header line never floods a
+/// terminal or a report.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 16));
+    let mut chars = text.chars();
+    for (shown, c) in chars.by_ref().enumerate() {
+        if shown == max {
+            let rest = 1 + chars.count();
+            out.push_str(&format!("… ({rest} more characters)"));
+            return out;
+        }
+        if c == '\u{FFFD}' || c.is_control() || is_odd(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Invisible or layout-breaking characters that are not controls.
+fn is_odd(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_printable() {
+        assert_eq!(excerpt("EMPLID", 200), "EMPLID");
+        assert_eq!(
+            excerpt("\u{7F}ELF\u{2}\u{0}", 200),
+            "\\u{7f}ELF\\u{2}\\u{0}"
+        );
+        let long = "A".repeat(10 << 20);
+        let e = excerpt(&long, EXCERPT_CHARS);
+        assert!(e.chars().count() < 240, "{}", e.len());
+        assert!(
+            e.ends_with(&format!("… ({} more characters)", (10 << 20) - 200)),
+            "{e}"
+        );
+        assert_eq!(excerpt("é\u{FFFD}", 1), "é… (1 more characters)");
+    }
+}

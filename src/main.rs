@@ -76,7 +76,10 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
     };
     match result {
         Ok(outcome) => {
-            let exceeded = outcome.summary.reject_threshold_exceeded;
+            // A UTF-8 extract that is really "ANSI" loses every accented
+            // patron, however few: as loud as a high reject rate.
+            let exceeded = outcome.summary.reject_threshold_exceeded
+                || !outcome.summary.encoding_suspect.is_empty();
             if !args.quiet || exceeded {
                 report(&outcome, &args, started);
             }
@@ -132,6 +135,12 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     for (reason, n) in &s.rejected_by_reason {
         eprintln!("  rejected {reason}: {n}");
     }
+    for (field, n) in &s.map.dropped_fields {
+        eprintln!(
+            "  left out unreadable {field}: {n} (patrons kept; see {})",
+            patronload::convert::WARNINGS_FILE
+        );
+    }
     for (field, codes) in &s.map.unknown_codes {
         let total: u64 = codes.values().sum();
         eprintln!(
@@ -164,11 +173,20 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
         );
     }
     eprintln!(
-        "  reports: {} and {} in {}",
+        "  reports: {}, {} and {} in {}",
         patronload::convert::REJECTS_FILE,
+        patronload::convert::WARNINGS_FILE,
         patronload::convert::SUMMARY_FILE,
         args.out.display()
     );
+    for e in &s.encoding_suspect {
+        eprintln!(
+            "patronload: {} is declared {} but is not: {} record(s) hold bytes that are not \
+             valid UTF-8, and they read as {}. Set `encoding = \"{}\"` in [input], or export \
+             the extract as UTF-8 (not ANSI)",
+            e.path, e.declared, e.invalid_records, e.looks_like, e.looks_like
+        );
+    }
     if s.reject_threshold_exceeded {
         eprintln!(
             "patronload: reject rate above the threshold: check rejects.csv before Alma loads this"

@@ -337,6 +337,31 @@ pub struct FieldSpec {
     /// Date fields only: a date rule per (mapped) user group, used when the
     /// source is empty and before `default`.
     pub by_group: Option<BTreeMap<String, String>>,
+    /// Date fields only: the century of a two-digit year (`%y`): `"past"`
+    /// (the latest date not after `--as-of`) or how many years after the
+    /// as-of year the hundred-year window reaches (0–99). By default
+    /// `"past"` for `birth_date`, 50 for every other date.
+    pub two_digit_year: Option<TwoDigitYear>,
+}
+
+/// A `two_digit_year` setting as written: a word or a number.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TwoDigitYear {
+    /// A number of years after the as-of year (`50`).
+    Years(i64),
+    /// `"past"` (or a number written as a string).
+    Word(String),
+}
+
+impl TwoDigitYear {
+    /// The setting as text, for [`crate::map::rules::Century::parse`].
+    pub fn text(&self) -> String {
+        match self {
+            TwoDigitYear::Years(n) => n.to_string(),
+            TwoDigitYear::Word(w) => w.clone(),
+        }
+    }
 }
 
 /// Letter-case transform.
@@ -358,7 +383,7 @@ pub enum TypeSpec {
     /// A constant code.
     Code(String),
     /// A code taken from the record.
-    Field(FieldSpec),
+    Field(Box<FieldSpec>),
 }
 
 /// One address segment.

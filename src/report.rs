@@ -106,6 +106,33 @@ pub struct Reject {
     pub fail: Fail,
 }
 
+/// Column names of `warnings.csv`: like `rejects.csv`, for records that
+/// were kept with a field left out.
+pub const WARNING_HEADER: [&str; 7] = [
+    "source_file",
+    "line",
+    "record",
+    "primary_id",
+    "code",
+    "field",
+    "message",
+];
+
+/// An input declared UTF-8 whose invalid bytes read as another encoding:
+/// the extract was most likely exported in that encoding ("ANSI").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncodingSuspect {
+    /// The input path as given.
+    pub path: String,
+    /// The encoding the profile declares.
+    pub declared: String,
+    /// The encoding the bytes look like (`windows-1252`).
+    pub looks_like: String,
+    /// Records holding invalid bytes (rejected as `invalid_encoding`, or
+    /// kept with U+FFFD under `invalid_bytes = "replace"`).
+    pub invalid_records: u64,
+}
+
 /// Column names of `rejects.csv`.
 pub const REJECT_HEADER: [&str; 7] = [
     "source_file",
@@ -139,6 +166,19 @@ pub struct MapStats {
     pub invalid_bytes_replaced: u64,
     /// Blank lines skipped (they are not records).
     pub blank_lines: u64,
+    /// Optional fields left out because their value could not be read (an
+    /// unreadable birth date), by field label; the patron is written
+    /// without them and each is a row of `warnings.csv`.
+    pub dropped_fields: BTreeMap<String, u64>,
+    /// The drops of the record being mapped, for `warnings.csv`: whoever
+    /// maps a record takes them (see [`MapStats::take_warnings`]) and
+    /// writes them with the record's position.
+    #[serde(skip)]
+    pub warnings: Vec<Fail>,
+    /// Records that held bytes invalid in the declared encoding (rejected
+    /// or replaced), by input file index, for `encoding_suspect`.
+    #[serde(skip)]
+    pub invalid_byte_records: BTreeMap<u32, u64>,
     /// Where the first replaced invalid sequences were, in record order:
     /// `(file index, line, column)`, at most [`POSITIONS_KEPT`]. Written to
     /// the summary with file paths (`invalid_bytes_first`).
@@ -174,6 +214,18 @@ impl MapStats {
         } else {
             self.forbidden_chars_removed += n;
         }
+    }
+
+    /// Leaves out an optional field whose value could not be read: counted
+    /// under `dropped_fields` and kept for the warnings report.
+    pub fn drop_field(&mut self, fail: Fail) {
+        *self.dropped_fields.entry(fail.field.clone()).or_default() += 1;
+        self.warnings.push(fail);
+    }
+
+    /// The warnings of the record just mapped, leaving none behind.
+    pub fn take_warnings(&mut self) -> Vec<Fail> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Notes where a record's first replaced invalid sequence was (kept
@@ -212,6 +264,13 @@ impl MapStats {
         self.forbidden_chars_replaced += other.forbidden_chars_replaced;
         self.invalid_bytes_replaced += other.invalid_bytes_replaced;
         self.blank_lines += other.blank_lines;
+        for (k, v) in other.dropped_fields {
+            *self.dropped_fields.entry(k).or_default() += v;
+        }
+        self.warnings.extend(other.warnings);
+        for (k, v) in other.invalid_byte_records {
+            *self.invalid_byte_records.entry(k).or_default() += v;
+        }
         // Shards merge in input order, so these stay the first ones.
         let room = POSITIONS_KEPT.saturating_sub(self.invalid_bytes_at.len());
         self.invalid_bytes_at
@@ -273,6 +332,13 @@ pub struct Summary {
     /// Where the first replaced invalid byte sequences were (one per
     /// record, the first [`POSITIONS_KEPT`] records in input order).
     pub invalid_bytes_first: Vec<Position>,
+    /// Inputs declared UTF-8 that look like another encoding; absent when
+    /// none does. Any entry makes the run exit with status 3.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encoding_suspect: Vec<EncodingSuspect>,
+    /// Rows of `warnings.csv`: fields left out of written or rejected
+    /// records (each also counted under `dropped_fields`).
+    pub warnings: u64,
     /// Users written per user group (`(none)` when the user has none).
     pub users_by_group: BTreeMap<String, u64>,
     /// The zips, in name order.

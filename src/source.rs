@@ -218,7 +218,10 @@ impl SideFile {
                     if side.rows.insert(kv, values).is_some() {
                         return Err(err(
                             Some(line),
-                            format!("key `{}` is given twice", String::from_utf8_lossy(&rec[k])),
+                            format!(
+                                "key `{}` is given twice",
+                                crate::error::excerpt(&String::from_utf8_lossy(&rec[k]), 200)
+                            ),
                         ));
                     }
                 }
@@ -514,11 +517,17 @@ impl<'a> Extract<'a> {
             x.columns = dialect.columns.clone().unwrap_or_default();
             return Ok(());
         }
+        let not_text = |message: String| Error::Input {
+            path: path.into(),
+            line: Some(1),
+            message,
+        };
         if dialect.fixed.is_some() {
             // A fixed-width header line is a title: skip it.
             x.body = line_end(data, 0).1;
             x.body_newlines = count_breaks(data, 0, x.body);
             x.columns = dialect.columns.clone().unwrap_or_default();
+            x.check_header(dialect, true).map_err(not_text)?;
             return Ok(());
         }
         let mut rdr = csv_reader(data, 0, dialect.delimiter, dialect.quote);
@@ -537,6 +546,10 @@ impl<'a> Extract<'a> {
         }
         x.body = (rdr.position().byte() as usize).min(data.len());
         x.body_newlines = count_breaks(data, 0, x.body);
+        // Names replaced by `columns` are not read, so their bytes may be
+        // anything valid enough to count the columns.
+        x.check_header(dialect, dialect.columns.is_none())
+            .map_err(not_text)?;
         x.header_row = Some(head.iter().map(|f| f.trim_ascii().to_vec()).collect());
         // `columns` with a header row renames the columns (a header with
         // repeated or awkward names) and the header row is skipped.
@@ -578,6 +591,63 @@ impl<'a> Extract<'a> {
             }
         }
         x.columns = cols;
+        Ok(())
+    }
+
+    /// Refuses a header row that no text extract has: one longer than
+    /// `max_record_bytes`, or holding a NUL byte, a control character
+    /// other than tab and the line ends (the delimiter and quote aside),
+    /// or, when `names` are read, bytes invalid in the encoding. That is
+    /// a binary file, or a text file in another encoding, given as the
+    /// extract: an input error, said in a few printable words, never a
+    /// profile error quoting the bytes.
+    fn check_header(&self, dialect: &Dialect, names: bool) -> std::result::Result<(), String> {
+        let head = &self.data[..self.body];
+        let what = "the first line is not the header row of a text extract";
+        if head.len() as u64 > dialect.max_record_bytes {
+            return Err(format!(
+                "{what}: it is {} bytes long, more than max_record_bytes ({}); is this the \
+                 extract?",
+                head.len(),
+                dialect.max_record_bytes
+            ));
+        }
+        let odd = |b: u8| {
+            (b < 0x20 || b == 0x7F)
+                && !matches!(b, b'\t' | b'\r' | b'\n')
+                && b != dialect.delimiter
+                && Some(b) != dialect.quote
+        };
+        let hint = || match decode::legacy_label(self.data) {
+            "windows-1252" => "is this a binary file rather than the extract?".to_string(),
+            utf16 => format!(
+                "it looks like {utf16} without a byte-order mark: set `encoding = \"{utf16}\"` \
+                 in [input]"
+            ),
+        };
+        if let Some(i) = head.iter().position(|&b| odd(b)) {
+            let (line, col) = decode::line_col(self.data, i);
+            let which = if head[i] == 0 {
+                "a NUL byte".to_string()
+            } else {
+                format!("control character 0x{:02X}", head[i])
+            };
+            return Err(format!(
+                "{what}: it holds {which} at line {line}, column {col}; {}",
+                hint()
+            ));
+        }
+        if names {
+            if let Some(&i) = self.invalid.first().filter(|&&i| i < self.body) {
+                let (line, col) = decode::line_col(self.data, i);
+                return Err(format!(
+                    "the header row holds bytes not valid {} at line {line}, column {col}; it \
+                     looks like {}: set `encoding` in [input]",
+                    self.encoding,
+                    decode::guess_legacy(self.data)
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -1281,6 +1351,48 @@ mod tests {
         let d = dialect(true);
         let err = Extract::open(Path::new("e.csv"), 0, b"", &d).err().unwrap();
         assert!(err.to_string().contains("no header row"), "{err}");
+    }
+
+    #[test]
+    fn a_header_no_text_extract_has_is_an_input_error() {
+        let open = |bytes: &[u8], d: &Dialect| {
+            let t = decode::decode(bytes, d.encoding).unwrap();
+            Extract::open_text(Path::new("t.csv"), 0, &t, d)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let d = dialect(true);
+        let e = open(b"\x7fELF\x02\x01\x00,x\nA,B\n", &d).unwrap();
+        assert!(
+            e.contains("control character 0x7F at line 1, column 1"),
+            "{e}"
+        );
+        assert!(e.starts_with("input error"), "{e}");
+        let e = open(b"id,na\x00me\n1,2\n", &d).unwrap();
+        assert!(e.contains("a NUL byte at line 1, column 6"), "{e}");
+        // Bytes invalid in the encoding: named, with the likely encoding.
+        let e = open(b"id,R\xe9sum\xe9\n1,2\n", &d).unwrap();
+        assert!(e.contains("not valid UTF-8 at line 1, column 5"), "{e}");
+        assert!(e.contains("windows-1252"), "{e}");
+        // ... unless `columns` replaces the names, which are then not read.
+        let renamed = Dialect::from_toml("columns = [\"a\", \"b\"]").unwrap();
+        assert_eq!(open(b"id,R\xe9sum\xe9\n1,2\n", &renamed), None);
+        // A control character that is the delimiter is no problem.
+        let unit = Dialect::from_toml("delimiter = \"\\u001F\"").unwrap();
+        assert_eq!(open(b"id\x1fname\n1\x1f2\n", &unit), None);
+        // An overlong header row.
+        let small = Dialect::from_toml("max_record_bytes = 10").unwrap();
+        let e = open(b"abcdefghijkl\n1\n", &small).unwrap();
+        assert!(
+            e.contains("13 bytes long, more than max_record_bytes (10)"),
+            "{e}"
+        );
+        // A fixed-width title line holding NULs.
+        let fixed = Dialect::from_toml(
+            "format = \"fixed_width\"\nheader = true\nfields = [{ name = \"a\", start = 1, length = 2 }]",
+        )
+        .unwrap();
+        assert!(open(b"T\x00I\x00\nab\n", &fixed).is_some());
     }
 
     #[test]

@@ -33,7 +33,12 @@ fn success_writes_zip_reports_and_exits_0() {
     let files: Vec<String> = dir_files(&out).into_keys().collect();
     assert_eq!(
         files,
-        ["example_users_001.zip", "rejects.csv", "summary.json"]
+        [
+            "example_users_001.zip",
+            "rejects.csv",
+            "summary.json",
+            "warnings.csv"
+        ]
     );
     assert_eq!(user_count(&out), 5);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -197,7 +202,12 @@ fn limits_split_into_parts_and_stale_parts_are_removed() {
     let names: Vec<String> = dir_files(&out).into_keys().collect();
     assert_eq!(
         names,
-        ["example_users_001.zip", "rejects.csv", "summary.json"]
+        [
+            "example_users_001.zip",
+            "rejects.csv",
+            "summary.json",
+            "warnings.csv"
+        ]
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("removed stale"));
 }

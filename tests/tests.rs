@@ -21,3 +21,6 @@ mod fuzz_replay;
 mod input;
 // check and repack: samples, reason-code fixtures, untrusted zips.
 mod check;
+// Issue 11: C1 controls, strict Windows-1252, dates, encoding mistakes,
+// binary and oversized headers.
+mod chars;

@@ -458,7 +458,7 @@ fn text(st: &mut State, t: &str, line: u64, sink: &mut dyn ParseSink) -> Result<
             sink.problem(Problem {
                 code: Code::ForbiddenChar,
                 line,
-                message: format!("{removed} character(s) XML 1.0 forbids outside any user"),
+                message: format!("{removed} control or non-character(s) outside any user"),
             })
             .map_err(ParseError::Sink)?;
         }

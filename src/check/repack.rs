@@ -242,6 +242,8 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
         reject_threshold_exceeded: rate > opts.reject_threshold_percent,
         map: stats,
         invalid_bytes_first: Vec::new(),
+        encoding_suspect: Vec::new(),
+        warnings: 0,
         users_by_group: by_group,
         zips: parts.iter().map(|p| p.info.clone()).collect(),
         job: None,

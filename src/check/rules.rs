@@ -52,7 +52,9 @@ fn forbidden(node: &Node, field: &str, out: &mut Vec<Issue>) {
         node,
         field,
         format!(
-            "{} character(s) XML 1.0 forbids in <{}>; one makes Alma fail the whole file",
+            "{} control or non-character(s) in <{}> (XML 1.0 forbids C0 controls and \
+             U+FFFE/U+FFFF, and a C1 control or DEL is a mis-decoded byte); a forbidden one \
+             makes Alma fail the whole file",
             node.forbidden, node.name
         ),
     );

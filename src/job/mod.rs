@@ -348,6 +348,7 @@ fn run(
             let input = Input::open(path, opts.mmap)?;
             let text = decode_input(path, input.bytes(), &dialects[si])?;
             let x = Extract::open_text(path, file, &text, &dialects[si])?;
+            em.check_encoding(file, &dialects[si], &text);
             let m = match mapper.take() {
                 Some(m) if m.columns() != x.columns.as_slice() => {
                     return Err(Error::Input {
@@ -388,8 +389,12 @@ fn run(
                 let results = map_batch(&pool, &m, &batch);
                 for (chunk_results, chunk_stats) in results {
                     stats.merge(chunk_stats);
-                    for (rec, result) in chunk_results {
+                    for (rec, result, warnings) in chunk_results {
                         let rec = &batch[rec];
+                        if !warnings.is_empty() {
+                            let id = m.report_id(&rec.fields);
+                            em.warn(rec.file, rec.line, rec.number, &id, &warnings)?;
+                        }
                         match result {
                             Ok(user) => mapped.push(Mapped {
                                 source: si as u16,
@@ -637,7 +642,12 @@ fn first_case(job: &Job) -> IdentifierCase {
 
 /// Index of each record in its batch with its mapping result, and the
 /// batch's counters, per chunk, in input order.
-type BatchResult = Vec<(Vec<(usize, std::result::Result<User, Fail>)>, MapStats)>;
+/// Per chunk: each record's index, outcome and left-out fields, and the
+/// chunk's counters.
+type BatchResult = Vec<(
+    Vec<(usize, std::result::Result<User, Fail>, Vec<Fail>)>,
+    MapStats,
+)>;
 
 fn map_batch(pool: &rayon::ThreadPool, m: &Mapper, batch: &[RawRecord]) -> BatchResult {
     const CHUNK: usize = 256;
@@ -651,7 +661,10 @@ fn map_batch(pool: &rayon::ThreadPool, m: &Mapper, batch: &[RawRecord]) -> Batch
                 let out = recs
                     .iter()
                     .enumerate()
-                    .map(|(j, rec)| (c * CHUNK + j, map_record(m, rec, &mut spare, &mut stats)))
+                    .map(|(j, rec)| {
+                        let r = map_record(m, rec, &mut spare, &mut stats);
+                        (c * CHUNK + j, r, stats.take_warnings())
+                    })
                     .collect();
                 (out, stats)
             })

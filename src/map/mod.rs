@@ -48,6 +48,12 @@ struct DateSpec {
     formats: rules::DateFormats,
     by_group: Vec<(String, DateRule)>,
     default: Option<DateRule>,
+    /// Whether an unreadable value drops the field (and warns) instead of
+    /// rejecting the record: not mandatory, not the expiry date, and no
+    /// date rule counts from it.
+    optional: bool,
+    /// Whether the value is personal data that messages must not quote.
+    personal: bool,
 }
 
 /// One compiled value: source, cleaning, table, length limit.
@@ -68,7 +74,7 @@ struct Getter {
 #[derive(Debug, Clone)]
 enum TypeGetter {
     Code(String),
-    Field(Getter),
+    Field(Box<Getter>),
 }
 
 #[derive(Debug, Clone)]
@@ -172,7 +178,7 @@ impl<'a> Compiler<'a> {
             )),
             None => Err(format!(
                 "{label}: column `{name}` is not in the extract's columns ({})",
-                self.columns.join(", ")
+                crate::error::excerpt(&self.columns.join(", "), crate::error::EXCERPT_CHARS)
             )),
         }
     }
@@ -257,20 +263,33 @@ impl<'a> Compiler<'a> {
             if formats.is_empty() {
                 return Err(format!("{label}: no date formats"));
             }
+            // Birth dates are never in the future; every other date
+            // (expiry, purge, an address's start and end) lies in the
+            // decades around --as-of.
+            let personal = label == UserField::BirthDate.name();
+            let century = match &spec.two_digit_year {
+                Some(t) => rules::Century::parse(&t.text()).map_err(|e| format!("{label}: {e}"))?,
+                None if personal => rules::Century::Past,
+                None => rules::Century::Window(50),
+            };
             Some(DateSpec {
-                formats: rules::DateFormats::new(&formats).map_err(|e| format!("{label}: {e}"))?,
+                formats: rules::DateFormats::new(&formats, century)
+                    .map_err(|e| format!("{label}: {e}"))?,
                 by_group,
                 default,
+                optional: true,
+                personal,
             })
         } else {
-            if spec.formats.is_some() || spec.by_group.is_some() {
+            if spec.formats.is_some() || spec.by_group.is_some() || spec.two_digit_year.is_some() {
                 return Err(format!(
-                    "{label}: `formats` and `by_group` apply to date fields only"
+                    "{label}: `formats`, `by_group` and `two_digit_year` apply to date fields only"
                 ));
             }
             None
         };
         if let (Some(d), false) = (&spec.default, is_date) {
+            plain(&label, d)?;
             if d.chars().count() > max_chars && !spec.truncate {
                 return Err(format!(
                     "{label}: the default is longer than the {max_chars} characters Alma allows"
@@ -301,13 +320,16 @@ impl<'a> Compiler<'a> {
                 TypeSpec::Code(c) if c.trim().is_empty() => {
                     Err(format!("{label}: type {} is empty", i + 1))
                 }
-                TypeSpec::Code(c) => Ok(TypeGetter::Code(c.trim().to_string())),
-                TypeSpec::Field(f) => Ok(TypeGetter::Field(self.getter(
+                TypeSpec::Code(c) => {
+                    plain(label, c)?;
+                    Ok(TypeGetter::Code(c.trim().to_string()))
+                }
+                TypeSpec::Field(f) => Ok(TypeGetter::Field(Box::new(self.getter(
                     format!("{label}.types[{}]", i + 1),
                     f,
                     255,
                     false,
-                )?)),
+                )?))),
             })
             .collect()
     }
@@ -324,11 +346,29 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// Refuses a profile constant that would put a control character in the
+/// XML: values from the extract are cleaned per `forbidden_chars`, but
+/// constants (codes, defaults, table values) are written as they are.
+fn plain(label: &str, s: &str) -> Result<(), String> {
+    match s.chars().find(|&c| !rules::xml_allowed(c)) {
+        Some(c) => Err(format!(
+            "{label}: `{}` holds control character U+{:04X}, which Alma's XML may not carry",
+            crate::error::excerpt(s, 60),
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
 fn compile_table(name: &str, t: &TableSpec) -> Result<Table, String> {
     if t.unknown == UnknownPolicy::Default && t.default.is_none() {
         return Err(format!(
             "table `{name}`: unknown = \"default\" needs a `default` value"
         ));
+    }
+    let label = format!("table `{name}`");
+    for v in t.map.values().chain(t.default.iter()) {
+        plain(&label, v)?;
     }
     Ok(Table {
         map: t.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -464,6 +504,8 @@ impl Mapper {
             if s.id_type.trim().is_empty() {
                 return Err(format!("{label}: `id_type` is empty"));
             }
+            plain(&label, &s.id_type)?;
+            plain(&label, &s.status)?;
             identifiers.push(IdentifierMap {
                 id_type: s.id_type.trim().to_string(),
                 value: cx.getter(format!("{label}.value"), &s.value, 255, false)?,
@@ -486,6 +528,7 @@ impl Mapper {
             if n.note_type.trim().is_empty() {
                 return Err(format!("{label}: `note_type` is empty"));
             }
+            plain(&label, &n.note_type)?;
             notes.push(NoteMap {
                 note_type: n.note_type.trim().to_string(),
                 text: cx.getter(format!("{label}.text"), &n.text, 2000, false)?,
@@ -524,6 +567,30 @@ impl Mapper {
                 MatchId::IdType(t.to_string())
             }
         };
+
+        // A date other rules count from, the expiry date and a mandatory
+        // date reject the record when unreadable; any other date is left
+        // out with a warning rather than cost the patron their account.
+        let keyed: Vec<UserField> = fields
+            .iter()
+            .filter_map(|(_, g)| g.date.as_ref())
+            .chain(
+                addresses
+                    .iter()
+                    .flat_map(|a| a.parts.iter().filter_map(|(_, g)| g.date.as_ref())),
+            )
+            .flat_map(|d| d.default.iter().chain(d.by_group.iter().map(|(_, r)| r)))
+            .filter_map(|r| match r.base {
+                rules::DateBase::Field(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        for (f, g) in &mut fields {
+            if let Some(d) = &mut g.date {
+                d.optional =
+                    *f != UserField::ExpiryDate && !mandatory.contains(f) && !keyed.contains(f);
+            }
+        }
 
         Ok(Mapper {
             columns: columns.to_vec(),
@@ -947,7 +1014,11 @@ impl Mapper {
                             return Err(Fail::new(
                                 Reason::UnknownCode,
                                 g.label.as_str(),
-                                format!("code `{v}` is not in the profile's table for {}", g.label),
+                                format!(
+                                    "code `{}` is not in the profile's table for {}",
+                                    crate::error::excerpt(&v, crate::error::EXCERPT_CHARS),
+                                    g.label
+                                ),
                             ))
                         }
                         // Compiling checked the default exists.
@@ -1000,19 +1071,21 @@ impl Mapper {
         stats.count_forbidden(removed, self.replace_forbidden);
         let text = clean.trim();
         if !text.is_empty() {
-            return rules::parse_date(text, &spec.formats)
-                .map(Some)
-                .ok_or_else(|| {
-                    Fail::new(
-                        Reason::InvalidDate,
-                        g.label.as_str(),
-                        format!(
-                            "{} does not match the date formats {} (or is before year 1000)",
-                            g.label,
-                            spec.formats.text.join(", ")
-                        ),
-                    )
-                });
+            let tried = match rules::parse_date(text, &spec.formats, self.as_of) {
+                Ok(d) => return Ok(Some(d)),
+                Err(tried) => tried,
+            };
+            let shown = (!spec.personal).then_some(text);
+            let why = rules::date_failure(&g.label, shown, &spec.formats, &tried);
+            if spec.optional {
+                stats.drop_field(Fail::new(
+                    Reason::InvalidDate,
+                    g.label.as_str(),
+                    format!("{why}; the field is left out and the patron written without it"),
+                ));
+                return Ok(None);
+            }
+            return Err(Fail::new(Reason::InvalidDate, g.label.as_str(), why));
         }
         let rule = group
             .and_then(|grp| spec.by_group.iter().find(|(k, _)| k == grp).map(|(_, r)| r))
@@ -1308,6 +1381,63 @@ start_date = { column = "BC" }
     }
 
     #[test]
+    fn an_unreadable_optional_date_is_dropped_a_driving_one_rejects() {
+        let m = mapper("birth_date = { column = \"BC\" }").unwrap();
+        let mut st = MapStats::default();
+        let mut r = base();
+        r.push(("BC", "1990-13-45"));
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.get(UserField::BirthDate), None);
+        assert_eq!(st.dropped_fields["birth_date"], 1);
+        let w = st.take_warnings();
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            (w[0].reason, w[0].field.as_str()),
+            (Reason::InvalidDate, "birth_date")
+        );
+        assert!(!w[0].message.contains("1990"), "{}", w[0].message);
+        assert!(st.take_warnings().is_empty());
+        // The expiry date is never optional: purge counts from it, and
+        // the patron's access ends with it.
+        let mut r = base();
+        r.push(("EXP", "2027-02-30"));
+        let f = m.map(&row(&r), &mut st).unwrap_err();
+        assert_eq!(
+            (f.reason, f.field.as_str()),
+            (Reason::InvalidDate, "expiry_date")
+        );
+        assert!(f.message.contains("`2027-02-30`"), "{}", f.message);
+        // A birth date a rule counts from, or a mandatory one, rejects.
+        for extra in [
+            "birth_date = { column = \"BC\" }\n[[addresses]]\ntypes = [\"home\"]\n\
+             line1 = { column = \"ADDR\" }\ncity = { column = \"CITY\" }\n\
+             end_date = { default = \"birth_date+100y\" }",
+            "birth_date = { column = \"BC\" }\n[rules]\nmandatory = [\"birth_date\"]",
+        ] {
+            let m = mapper(extra).unwrap();
+            let mut r = base();
+            r.push(("BC", "1990-13-45"));
+            let f = m.map(&row(&r), &mut st).unwrap_err();
+            assert_eq!(
+                (f.reason, f.field.as_str()),
+                (Reason::InvalidDate, "birth_date")
+            );
+        }
+        // An address date is optional: the part is left out.
+        let m = mapper(
+            "[[addresses]]\ntypes = [\"home\"]\nline1 = { column = \"ADDR\" }\n\
+             city = { column = \"CITY\" }\nstart_date = { column = \"BC\" }",
+        )
+        .unwrap();
+        let mut r = base();
+        r.extend([("ADDR", "1 Road"), ("CITY", "Town"), ("BC", "soon")]);
+        let u = m.map(&row(&r), &mut st).unwrap();
+        assert_eq!(u.addresses.len(), 1);
+        assert_eq!(st.dropped_fields["addresses[1].start_date"], 1);
+        assert!(st.take_warnings()[0].message.contains("`soon`"));
+    }
+
+    #[test]
     fn compile_errors_name_the_key() {
         let e = mapper("nickname = { column = \"FIRST\" }").unwrap_err();
         assert!(e.contains("nickname"), "{e}");
@@ -1323,6 +1453,15 @@ start_date = { column = "BC" }
         let e =
             mapper("[[addresses]]\ntypes = [\"home\"]\nline1 = { column = \"ADDR\" }").unwrap_err();
         assert!(e.contains("city"), "{e}");
+        // Constants are written as they are: no control character in one.
+        for bad in [
+            "gender = { column = \"FIRST\", default = \"X\\u0085\" }",
+            "[[emails]]\ntypes = [\"home\\u007F\"]\naddress = { column = \"MAIL\" }",
+            "[[notes]]\nnote_type = \"OTHER\\u0001\"\ntext = { column = \"FIRST\" }",
+        ] {
+            let e = mapper(bad).unwrap_err();
+            assert!(e.contains("control character U+00"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -9,20 +9,28 @@ use chrono::{Datelike, Days, Months, NaiveDate};
 use crate::model::UserField;
 use crate::profile::CaseRule;
 
-/// Whether XML 1.0 allows `c` in character data. Rust strings cannot hold
-/// lone surrogates, so what is left to refuse is the C0 controls other
-/// than tab, LF and CR, and the non-characters U+FFFE and U+FFFF.
+/// Whether `c` may appear in the XML patronload writes (and `check`
+/// accepts). Rust strings cannot hold lone surrogates, so what is left to
+/// refuse is what XML 1.0 forbids (the C0 controls other than tab, LF and
+/// CR, and the non-characters U+FFFE and U+FFFF) and the controls it
+/// discourages (DEL and the C1 block U+0080–U+009F, which XML 1.1 forbids
+/// as literal text). No name or address holds a control: a C1 character
+/// is a Windows-1252 byte read wrongly (`Bj\u{8D}rn`), never data.
 pub fn xml_allowed(c: char) -> bool {
-    !matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+    !matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{7F}'..='\u{9F}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
-/// Removes characters XML 1.0 forbids, returning how many were removed.
-/// Borrows when there is nothing to remove (the common case, decided on
-/// bytes: a control byte, or 0xEF that may start U+FFFE/U+FFFF).
+/// Removes the characters [`xml_allowed`] refuses, returning how many
+/// were removed. Borrows when there is nothing to remove (the common case,
+/// decided on bytes: a control byte, DEL, 0xC2 that may start a C1
+/// control, or 0xEF that may start U+FFFE/U+FFFF).
 pub fn strip_forbidden(s: &str) -> (Cow<'_, str>, u64) {
     // No early exit: the loop vectorizes, and values are short.
     let suspicious = s.bytes().fold(false, |acc, b| {
-        acc | ((b < 0x20) & !matches!(b, b'\t' | b'\n' | b'\r')) | (b == 0xEF)
+        acc | ((b < 0x20) & !matches!(b, b'\t' | b'\n' | b'\r'))
+            | (b == 0x7F)
+            | (b == 0xC2)
+            | (b == 0xEF)
     });
     if !suspicious || s.chars().all(xml_allowed) {
         return (Cow::Borrowed(s), 0);
@@ -247,17 +255,48 @@ pub fn in_range(d: NaiveDate) -> bool {
     (1000..=9999).contains(&d.year())
 }
 
+/// How a two-digit year (`%y`) finds its century, relative to `--as-of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Century {
+    /// The latest date that is not after `--as-of`: birth dates are never
+    /// in the future, so `2/15/54` is 1954.
+    Past,
+    /// The hundred years ending this many years after the as-of year:
+    /// with 50 and as-of 2026, `54` is 2054 and `95` is 1995.
+    Window(u32),
+}
+
+impl Century {
+    /// Parses the profile's `two_digit_year`: `"past"` or a number of
+    /// years (0–99) the window reaches beyond the as-of year.
+    pub fn parse(s: &str) -> Result<Century, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("past") {
+            return Ok(Century::Past);
+        }
+        match s.trim_start_matches('+').parse::<u32>() {
+            Ok(n) if n <= 99 => Ok(Century::Window(n)),
+            _ => Err(format!(
+                "two_digit_year `{s}` is not understood; write \"past\" or a number of years \
+                 from 0 to 99 (how far after --as-of a two-digit year may reach, e.g. \"50\")"
+            )),
+        }
+    }
+}
+
 /// Input date formats, compiled once rather than re-parsed per value.
 #[derive(Debug, Clone)]
 pub struct DateFormats {
     items: Vec<Vec<Item<'static>>>,
     /// The formats as written, for messages.
     pub text: Vec<String>,
+    /// How `%y` finds its century.
+    pub century: Century,
 }
 
 impl DateFormats {
     /// Compiles strftime formats; the error names the bad one.
-    pub fn new(formats: &[String]) -> Result<DateFormats, String> {
+    pub fn new(formats: &[String], century: Century) -> Result<DateFormats, String> {
         let mut items = Vec::with_capacity(formats.len());
         for f in formats {
             let it = StrftimeItems::new(f)
@@ -268,21 +307,138 @@ impl DateFormats {
         Ok(DateFormats {
             items,
             text: formats.to_vec(),
+            century,
         })
     }
 }
 
-/// Parses `s` with the first of `formats` that accepts it.
-pub fn parse_date(s: &str, formats: &DateFormats) -> Option<NaiveDate> {
-    formats
+/// What one format made of a value that did not become a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The value does not have the format's shape.
+    Shape,
+    /// A month, day or other number is out of range (month 13).
+    Range,
+    /// The numbers fit but name no day (February 30).
+    Impossible,
+    /// The format does not give a whole date (no day, no year).
+    Incomplete,
+    /// A date, but its year is outside 1000–9999 (`%Y` reading `95`).
+    Year(i32),
+}
+
+impl Attempt {
+    /// In words; `personal` leaves the year out.
+    fn describe(self, personal: bool) -> String {
+        match self {
+            Attempt::Shape => "does not fit".into(),
+            Attempt::Range => "a month or day is out of range".into(),
+            Attempt::Impossible => "no such day".into(),
+            Attempt::Incomplete => "does not give a whole date".into(),
+            Attempt::Year(_) if personal => "the year is outside 1000-9999".into(),
+            Attempt::Year(y) => format!("gives year {y}, outside 1000-9999"),
+        }
+    }
+}
+
+/// Parses `s` with the first of `formats` that gives a valid date (a
+/// format whose year falls outside 1000–9999 does not stop the search:
+/// `%m/%d/%Y` reads `9/19/95` as year 95, and `%m/%d/%y` after it then
+/// gives 1995). A two-digit year takes its century per
+/// `formats.century`. The error holds what each format gave, in order.
+pub fn parse_date(
+    s: &str,
+    formats: &DateFormats,
+    as_of: NaiveDate,
+) -> Result<NaiveDate, Vec<Attempt>> {
+    let one = |items: &[Item<'static>]| -> Result<NaiveDate, Attempt> {
+        let mut p = Parsed::new();
+        chrono::format::parse(&mut p, s, items.iter()).map_err(kind)?;
+        match resolve(&p, formats.century, as_of) {
+            Ok(d) if in_range(d) => Ok(d),
+            Ok(d) => Err(Attempt::Year(d.year())),
+            Err(e) => Err(kind(e)),
+        }
+    };
+    if let Some(d) = formats.items.iter().find_map(|items| one(items).ok()) {
+        return Ok(d);
+    }
+    // Unreadable values are rare: only then say what each format gave.
+    Err(formats
         .items
         .iter()
-        .find_map(|items| {
-            let mut p = Parsed::new();
-            chrono::format::parse(&mut p, s, items.iter()).ok()?;
-            p.to_naive_date().ok()
-        })
-        .filter(|d| in_range(*d))
+        .map(|items| one(items).err().unwrap_or(Attempt::Shape))
+        .collect())
+}
+
+fn kind(e: chrono::format::ParseError) -> Attempt {
+    use chrono::format::ParseErrorKind as K;
+    match e.kind() {
+        K::OutOfRange => Attempt::Range,
+        K::Impossible => Attempt::Impossible,
+        K::NotEnough => Attempt::Incomplete,
+        _ => Attempt::Shape,
+    }
+}
+
+/// The date of a successful parse, a two-digit year placed per `century`
+/// (chrono alone would put `54` in 2054 and `95` in 1995 whatever the
+/// field means).
+fn resolve(
+    p: &Parsed,
+    century: Century,
+    as_of: NaiveDate,
+) -> Result<NaiveDate, chrono::format::ParseError> {
+    let (Some(yy), None, None) = (p.year_mod_100(), p.year(), p.year_div_100()) else {
+        return p.to_naive_date();
+    };
+    let with_year = |y: i32| {
+        let mut q = p.clone();
+        q.set_year(i64::from(y))?;
+        q.to_naive_date()
+    };
+    let now = as_of.year();
+    match century {
+        Century::Past => {
+            let mut y = now - now.rem_euclid(100) + yy;
+            if y > now {
+                y -= 100;
+            }
+            match with_year(y) {
+                Ok(d) if d > as_of => with_year(y - 100),
+                r => r,
+            }
+        }
+        Century::Window(ahead) => {
+            let hi = now + ahead as i32;
+            with_year(hi - (hi - yy).rem_euclid(100))
+        }
+    }
+}
+
+/// Why a present date value was refused, naming each format and what it
+/// gave. `value` is quoted only when it is not personal data (`None` for
+/// a birth date); it is cut and escaped (see [`crate::error::excerpt`]).
+pub fn date_failure(
+    label: &str,
+    value: Option<&str>,
+    formats: &DateFormats,
+    tried: &[Attempt],
+) -> String {
+    let each: Vec<String> = formats
+        .text
+        .iter()
+        .zip(tried)
+        .map(|(f, a)| format!("{f}: {}", a.describe(value.is_none())))
+        .collect();
+    let what = match value {
+        Some(v) => format!("{label} `{}`", crate::error::excerpt(v, 60)),
+        None => format!("{label} (not shown: personal data)"),
+    };
+    format!(
+        "{what} is not a date in any of the formats ({})",
+        each.join("; ")
+    )
 }
 
 /// Formats a date the way patronload always emits it: `YYYY-MM-DDZ`.
@@ -321,6 +477,11 @@ mod tests {
         let (s, n) = strip_forbidden("a\u{0}b\u{1F}c\td\u{FFFE}");
         assert_eq!((s.as_ref(), n), ("abc\td", 3));
         assert!(matches!(strip_forbidden("plain é"), (Cow::Borrowed(_), 0)));
+        // DEL and the C1 controls (undefined Windows-1252 bytes read as
+        // Latin-1) go too; the letters around them, and U+00A0, stay.
+        let (s, n) = strip_forbidden("Bj\u{8D}örn\u{7F}\u{80}\u{9F}\u{A0}x\u{7E}");
+        assert_eq!((s.as_ref(), n), ("Björn\u{A0}x~", 4));
+        assert!(matches!(strip_forbidden("Zoë ©"), (Cow::Borrowed(_), 0)));
     }
 
     #[test]
@@ -388,13 +549,93 @@ mod tests {
 
     #[test]
     fn dates_parse_with_listed_formats_and_emit_with_zone() {
-        let f = DateFormats::new(&["%Y-%m-%d".to_string(), "%m/%d/%Y".to_string()]).unwrap();
-        assert_eq!(parse_date("07/18/1990", &f), Some(ymd(1990, 7, 18)));
-        assert_eq!(parse_date("2027-13-45", &f), None);
-        assert_eq!(parse_date("0099-01-01", &f), None);
+        let f = formats(&["%Y-%m-%d", "%m/%d/%Y"], Century::Window(50));
+        let as_of = ymd(2026, 11, 24);
+        assert_eq!(parse_date("07/18/1990", &f, as_of), Ok(ymd(1990, 7, 18)));
+        assert_eq!(
+            parse_date("2027-13-45", &f, as_of).unwrap_err()[0],
+            Attempt::Range
+        );
+        assert_eq!(
+            parse_date("0099-01-01", &f, as_of).unwrap_err()[0],
+            Attempt::Year(99)
+        );
         assert_eq!(format_date(ymd(2027, 6, 30)), "2027-06-30Z");
         assert_eq!(format_date(ymd(1001, 1, 2)), "1001-01-02Z");
-        assert!(DateFormats::new(&["%Q".to_string()]).is_err());
+        assert!(DateFormats::new(&["%Q".to_string()], Century::Past).is_err());
+    }
+
+    fn formats(f: &[&str], century: Century) -> DateFormats {
+        let owned: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+        DateFormats::new(&owned, century).unwrap()
+    }
+
+    #[test]
+    fn a_format_giving_an_out_of_range_year_lets_the_next_one_try() {
+        let as_of = ymd(2026, 11, 24);
+        let f = formats(&["%m/%d/%Y", "%m/%d/%y"], Century::Past);
+        assert_eq!(parse_date("9/19/95", &f, as_of), Ok(ymd(1995, 9, 19)));
+        assert_eq!(parse_date("9/19/1995", &f, as_of), Ok(ymd(1995, 9, 19)));
+        // Without the two-digit format the year-95 reading is refused.
+        let only = formats(&["%m/%d/%Y"], Century::Past);
+        assert_eq!(
+            parse_date("9/19/95", &only, as_of),
+            Err(vec![Attempt::Year(95)])
+        );
+        assert!(matches!(
+            parse_date("2/30/1995", &only, as_of).unwrap_err()[..],
+            [Attempt::Range | Attempt::Impossible]
+        ));
+    }
+
+    #[test]
+    fn two_digit_years_take_the_fields_century() {
+        let as_of = ymd(2026, 11, 24);
+        let past = formats(&["%m/%d/%y"], Century::Past);
+        assert_eq!(parse_date("2/15/54", &past, as_of), Ok(ymd(1954, 2, 15)));
+        assert_eq!(parse_date("2/15/26", &past, as_of), Ok(ymd(2026, 2, 15)));
+        // Later this year than as-of: a birth date cannot be in the future.
+        assert_eq!(parse_date("12/15/26", &past, as_of), Ok(ymd(1926, 12, 15)));
+        assert_eq!(parse_date("11/24/26", &past, as_of), Ok(ymd(2026, 11, 24)));
+        assert_eq!(parse_date("1/1/00", &past, as_of), Ok(ymd(2000, 1, 1)));
+        let window = formats(&["%m/%d/%y"], Century::Window(50));
+        assert_eq!(parse_date("6/30/54", &window, as_of), Ok(ymd(2054, 6, 30)));
+        assert_eq!(parse_date("6/30/76", &window, as_of), Ok(ymd(2076, 6, 30)));
+        assert_eq!(parse_date("6/30/77", &window, as_of), Ok(ymd(1977, 6, 30)));
+        assert_eq!(parse_date("6/30/25", &window, as_of), Ok(ymd(2025, 6, 30)));
+        // 2000 is a leap year, 1900 is not: the century decides the day.
+        let narrow = formats(&["%m/%d/%y"], Century::Window(0));
+        assert!(parse_date("2/29/00", &narrow, ymd(1999, 1, 1)).is_err());
+        assert_eq!(
+            parse_date("2/29/00", &narrow, ymd(2000, 1, 1)),
+            Ok(ymd(2000, 2, 29))
+        );
+        assert_eq!(Century::parse("past"), Ok(Century::Past));
+        assert_eq!(Century::parse("50"), Ok(Century::Window(50)));
+        assert!(Century::parse("100").is_err());
+        assert!(Century::parse("future").is_err());
+    }
+
+    #[test]
+    fn date_failures_name_each_format_and_hide_personal_values() {
+        let f = formats(&["%Y-%m-%d", "%m/%d/%Y"], Century::Past);
+        let tried = parse_date("13/45/0095", &f, ymd(2026, 11, 24)).unwrap_err();
+        let m = date_failure("birth_date", None, &f, &tried);
+        assert!(!m.contains("0095") && !m.contains("13/45"), "{m}");
+        assert!(m.contains("%Y-%m-%d: does not fit"), "{m}");
+        assert!(
+            m.contains("%m/%d/%Y: a month or day is out of range"),
+            "{m}"
+        );
+        let tried = parse_date("09/19/0095", &f, ymd(2026, 11, 24)).unwrap_err();
+        let m = date_failure("expiry_date", Some("09/19/0095"), &f, &tried);
+        assert!(m.contains("`09/19/0095`"), "{m}");
+        assert!(
+            m.contains("%m/%d/%Y: gives year 95, outside 1000-9999"),
+            "{m}"
+        );
+        let m = date_failure("birth_date", None, &f, &tried);
+        assert!(!m.contains("95"), "{m}");
     }
 
     #[test]
