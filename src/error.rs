@@ -57,6 +57,37 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another run holds the output directory (exit status 1; `--wait`
+    /// waits for it instead).
+    #[error(
+        "{dir} is in use by another patronload run ({holder}); this run stopped without \
+         touching it (use --wait to wait for the other run)"
+    )]
+    Busy {
+        /// The output directory.
+        dir: PathBuf,
+        /// The other run: pid and start time, from its lock file.
+        holder: String,
+    },
+    /// The disk filled up while the run wrote its package.
+    #[error(
+        "no space left on the disk holding {dir} while writing {file}: the run had written \
+         {} of its package when the disk filled up ({} still free); the new package is \
+         written beside the previous one until it replaces it, so it needs that much room \
+         and more for what it had still to write",
+        bytesize::ByteSize::b(*written),
+        free.map_or("unknown".to_string(), |f| bytesize::ByteSize::b(f).to_string())
+    )]
+    NoSpace {
+        /// The output directory.
+        dir: PathBuf,
+        /// The file being written when the disk filled up.
+        file: PathBuf,
+        /// Bytes of the new package written so far.
+        written: u64,
+        /// Bytes still free on that filesystem, when known.
+        free: Option<u64>,
+    },
     /// The zip library failed while writing a package.
     #[error("zip error on {path}: {source}")]
     Zip {

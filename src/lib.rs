@@ -32,6 +32,7 @@ pub mod input;
 pub mod job;
 pub mod map;
 pub mod model;
+pub mod outdir;
 pub mod package;
 pub mod profile;
 pub mod report;
