@@ -71,22 +71,19 @@ pub enum Error {
     },
     /// The disk filled up while the run wrote its package.
     #[error(
-        "no space left on the disk holding {dir} while writing {file}: the run had written \
-         {} of its package when the disk filled up ({} still free); the new package is \
-         written beside the previous one until it replaces it, so it needs that much room \
-         and more for what it had still to write",
-        bytesize::ByteSize::b(*written),
-        free.map_or("unknown".to_string(), |f| bytesize::ByteSize::b(f).to_string())
+        "no space left on the disk holding {dir} while writing {file}: the new package needs \
+         more than the {} that were free when the run started (until it replaces the \
+         previous package, both take room); free some space or choose another --out, and \
+         run again",
+        free_at_start.map_or("(unknown)".to_string(), |f| bytesize::ByteSize::b(f).to_string())
     )]
     NoSpace {
         /// The output directory.
         dir: PathBuf,
         /// The file being written when the disk filled up.
         file: PathBuf,
-        /// Bytes of the new package written so far.
-        written: u64,
-        /// Bytes still free on that filesystem, when known.
-        free: Option<u64>,
+        /// Bytes free on that filesystem when the run started, when known.
+        free_at_start: Option<u64>,
     },
     /// The zip library failed while writing a package.
     #[error("zip error on {path}: {source}")]

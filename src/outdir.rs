@@ -76,6 +76,8 @@ struct RunInfo {
     file_mode: u32,
     /// Names hard-linked from the previous `<out>` (not package files).
     carried: Vec<String>,
+    /// Bytes free beside `<out>` when the run started.
+    free_at_start: Option<u64>,
 }
 
 static RUNS: Mutex<Vec<Arc<RunInfo>>> = Mutex::new(Vec::new());
@@ -169,6 +171,7 @@ pub(crate) fn hold<T>(
             created: created.clone(),
             file_mode: if opts.group_readable { 0o640 } else { 0o600 },
             carried,
+            free_at_start: free_bytes(&parent),
         });
         runs().push(info.clone());
         let result = link_carried(&info).and_then(|()| f());
@@ -176,8 +179,8 @@ pub(crate) fn hold<T>(
         if let Err(e) = result {
             // Before the exchange the staging directory holds only this
             // run's files; after it, the publish removed it already.
-            let e = explain_no_space(e, &info.stage, &target);
-            remove_tree(&info.stage);
+            let e = explain_no_space(e, &target, info.free_at_start);
+            remove_tree(&info.stage, &target);
             return Err(e);
         }
         result
@@ -399,15 +402,17 @@ fn clean_stale(parent: &Path, name: &str, target: &Path) -> Result<()> {
             fs::rename(&path, target).map_err(|e| Error::io(target, e))?;
             continue;
         }
-        remove_tree(&path);
+        remove_tree(&path, target);
     }
     Ok(())
 }
 
-/// Removes a directory this tool made, keeping anything in it that is not
-/// a package file, a temporary or a hard link carried from `<out>` (the
-/// directory then stays). Never follows symlinks.
-fn remove_tree(dir: &Path) {
+/// Removes a directory this tool made (a staging directory, or the
+/// previous package after the exchange), keeping anything in it that is
+/// not a package file, a temporary or a copy of a file `twin` holds too
+/// (what [`link_carried`] made); the directory then stays. Never follows
+/// symlinks or descends into directories.
+fn remove_tree(dir: &Path, twin: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let name = e.file_name();
@@ -416,23 +421,33 @@ fn remove_tree(dir: &Path) {
         if ft.is_dir() {
             continue;
         }
-        if is_package_file(n) || is_carried_link(&e) {
+        if is_package_file(n) || is_carried_copy(&e.path(), &twin.join(n)) {
             let _ = fs::remove_file(e.path());
         }
     }
     let _ = fs::remove_dir(dir);
 }
 
-/// A hard link made by [`link_carried`]: more than one name, so removing
-/// this one loses nothing.
+/// Whether `a` and `b` are one file (hard links), or symlinks to the same
+/// place: removing `a` then loses nothing.
+fn is_carried_copy(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return false;
+    };
+    if ma.file_type().is_symlink() && mb.file_type().is_symlink() {
+        return fs::read_link(a).ok().is_some() && fs::read_link(a).ok() == fs::read_link(b).ok();
+    }
+    same_inode(&ma, &mb)
+}
+
 #[cfg(unix)]
-fn is_carried_link(e: &fs::DirEntry) -> bool {
+fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    e.metadata().is_ok_and(|m| m.is_file() && m.nlink() > 1)
+    a.is_file() && a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 #[cfg(not(unix))]
-fn is_carried_link(_e: &fs::DirEntry) -> bool {
+fn same_inode(_a: &fs::Metadata, _b: &fs::Metadata) -> bool {
     false
 }
 
@@ -706,7 +721,7 @@ pub(crate) fn publish(
         n += 1;
         step(n);
         if let Some(old) = old {
-            remove_tree(&old);
+            remove_tree(&old, &info.target);
         }
         n += 1;
         step(n);
@@ -725,13 +740,7 @@ fn exchange(info: &RunInfo) -> Result<Option<PathBuf>> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         use rustix::fs::{renameat_with, RenameFlags, CWD};
-        match renameat_with(
-            CWD,
-            &info.stage,
-            CWD,
-            &info.target,
-            RenameFlags::EXCHANGE,
-        ) {
+        match renameat_with(CWD, &info.stage, CWD, &info.target, RenameFlags::EXCHANGE) {
             Ok(()) => return Ok(Some(info.stage.clone())),
             // Filesystems without the exchange (NFS, some FUSE): fall
             // back to two renames below.
@@ -754,7 +763,11 @@ fn exchange(info: &RunInfo) -> Result<Option<PathBuf>> {
         .parent
         .join(stage_name.replacen(".patronload-stage-", ".patronload-old-", 1));
     fs::rename(&info.target, &old).map_err(|e| Error::io(&info.target, e))?;
-    fs::rename(&info.stage, &info.target).map_err(|e| Error::io(&info.target, e))?;
+    if let Err(e) = fs::rename(&info.stage, &info.target) {
+        // Put the previous package back.
+        let _ = fs::rename(&old, &info.target);
+        return Err(Error::io(&info.target, e));
+    }
     Ok(Some(old))
 }
 
@@ -806,7 +819,7 @@ pub fn abort_cleanup() {
     for r in runs {
         // The main thread may still be creating files in it.
         for _ in 0..5 {
-            remove_tree(&r.stage);
+            remove_tree(&r.stage, &r.target);
             if fs::symlink_metadata(&r.stage).is_err() {
                 break;
             }
@@ -816,39 +829,24 @@ pub fn abort_cleanup() {
     }
 }
 
-/// Turns "no space left" into a message that says where and how much the
-/// run had written.
-fn explain_no_space(e: Error, stage: &Path, target: &Path) -> Error {
-    let source = match &e {
-        Error::Io { source, .. } => Some(source),
+/// Turns "no space left" into a message that says where, and how much
+/// room the run had.
+fn explain_no_space(e: Error, target: &Path, free_at_start: Option<u64>) -> Error {
+    let (file, source) = match &e {
+        Error::Io { path, source } => (path, source),
         Error::Zip {
+            path,
             source: zip::result::ZipError::Io(source),
-            ..
-        } => Some(source),
-        _ => None,
+        } => (path, source),
+        _ => return e,
     };
-    let Some(source) = source else { return e };
     if source.kind() != io::ErrorKind::StorageFull {
         return e;
     }
-    let file = match &e {
-        Error::Io { path, .. } | Error::Zip { path, .. } => path.clone(),
-        _ => PathBuf::new(),
-    };
-    let written: u64 = fs::read_dir(stage)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-    let free = free_bytes(stage.parent().unwrap_or(stage));
     Error::NoSpace {
         dir: target.to_path_buf(),
-        file,
-        written,
-        free,
+        file: file.clone(),
+        free_at_start,
     }
 }
 

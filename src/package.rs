@@ -427,8 +427,9 @@ impl Placer {
             part.index,
             part.entries.len() + 1
         );
+        let zip_path = self.dir.join(Placer::part_name(&self.prefix, part.index));
         let zerr = |source| Error::Zip {
-            path: PathBuf::from(&name),
+            path: zip_path.clone(),
             source,
         };
         let mut ar = ZipArchive::new(Cursor::new(&entry.zip)).map_err(zerr)?;
