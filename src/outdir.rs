@@ -584,6 +584,7 @@ fn copy_dir_attributes(target: &Path, stage: &Path) -> Result<()> {
     }
     fs::set_permissions(stage, fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| Error::io(stage, e))?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     for attr in ["system.posix_acl_access", "system.posix_acl_default"] {
         let mut buf = vec![0u8; 4096];
         match rustix::fs::getxattr(target, attr, &mut buf[..]) {

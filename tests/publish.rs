@@ -320,7 +320,10 @@ fn the_directory_keeps_its_mode_and_other_files() {
     fs::create_dir(&s.out).unwrap();
     fs::set_permissions(&s.out, fs::Permissions::from_mode(0o2750)).unwrap();
     fs::write(s.out.join("README.txt"), "ours").unwrap();
+    // What an older version's killed run left inside the directory.
+    fs::write(s.out.join(".patronload-Ab12Cd.zip.tmp"), "partial").unwrap();
     publish_a(&s);
+    assert!(!s.out.join(".patronload-Ab12Cd.zip.tmp").exists());
     assert_status(&run(&mut cmd(&s.out, &s.b, "2026-02-02", &[])), 0);
     let mode = fs::metadata(&s.out).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o2750);
@@ -483,4 +486,30 @@ fn a_full_disk_names_the_file_and_the_room_and_publishes_nothing() {
     assert!(!err.contains("ZipWriter"), "{err}");
     assert_eq!(dir_files(&out), before);
     assert_eq!(leftovers(&mnt), Vec::<String>::new());
+}
+
+#[test]
+#[cfg(unix)]
+fn repack_publishes_the_same_way() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup();
+    let o = run(patronload()
+        .arg("repack")
+        .arg("--out")
+        .arg(&s.out)
+        .args(["--as-of", "2026-01-01", "--max-reject-rate", "100"])
+        .arg(root().join("tests/data/check/repack_mixed.xml")));
+    assert_status(&o, 0);
+    whole_package(&s.out);
+    for e in fs::read_dir(&s.out).unwrap() {
+        let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "private");
+    }
+    // A convert of another prefix into the repacked directory is refused.
+    let before = dir_files(&s.out);
+    let o = run(&mut cmd(&s.out, &s.a, "2026-01-01", &[]));
+    assert_status(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`alma_users`"));
+    assert_eq!(dir_files(&s.out), before);
+    assert_eq!(leftovers(&s.dir), Vec::<String>::new());
 }
