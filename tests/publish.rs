@@ -513,3 +513,47 @@ fn repack_publishes_the_same_way() {
     assert_eq!(dir_files(&s.out), before);
     assert_eq!(leftovers(&s.dir), Vec::<String>::new());
 }
+
+/// A directory's POSIX ACLs survive the swap, so an upload account granted
+/// read access keeps it; skipped where `setfacl` is missing or the
+/// filesystem has no ACLs.
+#[test]
+#[cfg(target_os = "linux")]
+fn acls_of_the_directory_are_kept() {
+    let s = setup();
+    fs::create_dir(&s.out).unwrap();
+    let set = |args: &[&str]| {
+        Command::new("setfacl")
+            .args(args)
+            .arg(&s.out)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    if !set(&["-m", "u:nobody:rx"]) || !set(&["-d", "-m", "u:nobody:r"]) {
+        eprintln!("skipped: no setfacl or no ACLs here");
+        return;
+    }
+    let acl = |p: &Path| {
+        String::from_utf8(
+            Command::new("getfacl")
+                .args(["-p", "-c"])
+                .arg(p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+    };
+    let before = acl(&s.out);
+    assert_status(
+        &run(&mut cmd(&s.out, &s.a, "2026-01-01", &["--group-readable"])),
+        0,
+    );
+    assert_eq!(acl(&s.out), before);
+    let file = acl(&s.out.join("summary.json"));
+    assert!(
+        file.contains("user:nobody:r--") && file.contains("mask::r--"),
+        "{file}"
+    );
+}
