@@ -175,14 +175,15 @@ pub(crate) fn hold<T>(
         });
         runs().push(info.clone());
         let result = link_carried(&info).and_then(|()| f());
-        runs().retain(|r| !Arc::ptr_eq(r, &info));
-        if let Err(e) = result {
-            // Before the exchange the staging directory holds only this
-            // run's files; after it, the publish removed it already.
+        let result = result.map_err(|e| {
+            // A failed run never reached the exchange: the staging
+            // directory holds only this run's files. Removed before the
+            // run leaves the registry, so a signal now still finds it.
             let e = explain_no_space(e, &target, info.free_at_start);
             remove_tree(&info.stage, &target);
-            return Err(e);
-        }
+            e
+        });
+        runs().retain(|r| !Arc::ptr_eq(r, &info));
         result
     })();
     lock.release();
@@ -231,6 +232,14 @@ fn resolve(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(PathBuf, PathBuf)>
             ))
         })?
         .to_path_buf();
+    if is_mount_point(&target, &parent) {
+        return Err(Error::Usage(format!(
+            "--out {}: the output directory is a mount point; patronload replaces the \
+             directory in one step when it publishes, which cannot cross filesystems; give a \
+             directory inside the mount",
+            dir.display()
+        )));
+    }
     if let Ok(cwd) = std::env::current_dir() {
         if cwd.starts_with(&target) {
             return Err(Error::Usage(format!(
@@ -242,6 +251,20 @@ fn resolve(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(PathBuf, PathBuf)>
         }
     }
     Ok((target, parent))
+}
+
+#[cfg(unix)]
+fn is_mount_point(target: &Path, parent: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(target), fs::metadata(parent)) {
+        (Ok(t), Ok(p)) => t.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_mount_point(_target: &Path, _parent: &Path) -> bool {
+    false
 }
 
 /// `create_dir_all`, remembering which directories it made.

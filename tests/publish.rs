@@ -453,6 +453,10 @@ fn a_full_disk_names_the_file_and_the_room_and_publishes_nothing() {
         }
     }
     let _guard = Unmount(mnt.clone());
+    // The mount point itself cannot be swapped.
+    let o = run(&mut cmd(&mnt, &s.a, "2026-01-01", &[]));
+    assert_status(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mount point"));
     let out = mnt.join("out");
     let small = s.dir.join("small.csv");
     fs::write(&small, rows(3, 0)).unwrap();
