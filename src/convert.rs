@@ -123,7 +123,7 @@ fn profile_err(opts: &ConvertOptions, message: String) -> Error {
 /// directory of the run publishing into `dir`, created private (`0600`, or
 /// `0640` for a group-readable run; the umask may take more away).
 pub(crate) fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
-    let (stage, mode) = crate::outdir::temp_dir_for(dir);
+    let (stage, mode) = crate::outdir::temp_dir_for(dir)?;
     let mut b = tempfile::Builder::new();
     b.prefix(".patronload-").suffix(suffix);
     #[cfg(unix)]

@@ -30,6 +30,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -122,12 +123,23 @@ fn is_package_file(name: &str) -> bool {
 /// Where a run's temporary files go: the staging directory of the run
 /// publishing into `dir`, or `dir` itself outside a run (library callers
 /// packaging without publishing).
-pub(crate) fn temp_dir_for(dir: &Path) -> (PathBuf, u32) {
-    match run_for(dir) {
+pub(crate) fn temp_dir_for(dir: &Path) -> Result<(PathBuf, u32)> {
+    if ABORTING.load(Ordering::SeqCst) {
+        // A signal's cleanup is removing the staging directory: creating
+        // files now would leave them behind.
+        return Err(Error::io(
+            dir,
+            io::Error::new(io::ErrorKind::Interrupted, "the run is being interrupted"),
+        ));
+    }
+    Ok(match run_for(dir) {
         Some(r) => (r.stage.clone(), r.file_mode),
         None => (dir.to_path_buf(), 0o600),
-    }
+    })
 }
+
+/// Set once a signal's cleanup has begun.
+static ABORTING: AtomicBool = AtomicBool::new(false);
 
 /// Runs `f` holding `dir`: lock, stale cleanup, one-package check,
 /// staging. On failure, removes the staging directory and any directory
@@ -836,6 +848,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Waits for a publish in its commit step to finish, and keeps any later
 /// publish from starting.
 pub fn abort_cleanup() {
+    ABORTING.store(true, Ordering::SeqCst);
     let commit = COMMIT.lock().unwrap_or_else(|e| e.into_inner());
     // Held until the process exits: no publish may start now.
     std::mem::forget(commit);

@@ -104,8 +104,19 @@ fn wait_for(path: impl Fn() -> bool) {
     }
 }
 
+/// Whether a run's staging directory beside `out` holds its summary:
+/// publish step 1, where the test hook pauses, with every temporary
+/// written.
 fn staging_exists(parent: &Path) -> bool {
-    leftovers(parent).iter().any(|n| n.contains("-stage-"))
+    leftovers(parent)
+        .iter()
+        .filter(|n| n.contains("-stage-"))
+        .any(|n| {
+            fs::read_dir(parent.join(n)).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json.tmp"))
+            })
+        })
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -201,7 +212,7 @@ fn a_second_run_is_refused_and_wait_serialises() {
     publish_a(&s);
     let mut first = cmd(&s.out, &s.b, "2026-02-02", &["-q"])
         .env("PATRONLOAD_PAUSE_AFTER_STEP", "1")
-        .env("PATRONLOAD_PAUSE_MS", "3000")
+        .env("PATRONLOAD_PAUSE_MS", "5000")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
