@@ -572,3 +572,18 @@ fn acls_of_the_directory_are_kept() {
         "{file}"
     );
 }
+
+#[test]
+fn a_failed_run_removes_the_directories_it_created() {
+    let s = setup();
+    let out = s.dir.join("new/nested/out");
+    let o = run(&mut cmd(
+        &out,
+        &s.dir.join("missing.csv"),
+        "2026-01-01",
+        &[],
+    ));
+    assert_status(&o, 1);
+    assert!(!s.dir.join("new").exists());
+    assert_eq!(leftovers(&s.dir), Vec::<String>::new());
+}
