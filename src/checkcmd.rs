@@ -9,6 +9,7 @@ use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits}
 use patronload::package::Limits;
 
 use crate::cli::{CheckArgs, PackageLimitArgs, RepackArgs};
+use crate::plural;
 
 fn options(
     l: &PackageLimitArgs,
@@ -16,7 +17,24 @@ fn options(
     level: u32,
 ) -> patronload::Result<CheckOptions> {
     let codes = match &l.codes {
-        Some(dir) => Some(CodeTables::load(dir)?),
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(patronload::Error::Usage(format!(
+                    "--codes {}: no such folder; give the folder of the Alma code table \
+                     exports",
+                    dir.display()
+                )));
+            }
+            let tables = CodeTables::load(dir)?;
+            if tables.elements().next().is_none() {
+                eprintln!(
+                    "patronload: warning: --codes {} holds no code tables (*.csv); codes are \
+                     not checked",
+                    dir.display()
+                );
+            }
+            Some(tables)
+        }
         None => None,
     };
     let limits = Limits {
@@ -100,10 +118,12 @@ fn print_findings(r: &CheckReport) {
             r.findings_total - r.findings.len() as u64
         );
     }
-    let files: usize = r.files.len();
     println!(
-        "patronload check: {} users in {files} file(s); {} finding(s) in {} user(s) and the files",
-        r.users, r.findings_total, r.users_with_findings
+        "patronload check: {} in {}; {} in {} and the files",
+        plural(r.users, "user", "users"),
+        plural(r.files.len() as u64, "file", "files"),
+        plural(r.findings_total, "finding", "findings"),
+        plural(r.users_with_findings, "user", "users"),
     );
     for (code, n) in &r.findings_by_code {
         println!("  {code}: {n}");
@@ -125,6 +145,7 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
             prefix: args.prefix.clone(),
             reject_threshold_percent: args.max_reject_rate,
             check: o,
+            output: crate::output_options(&args.publish),
         };
         repack(&opts)
     });
@@ -144,8 +165,8 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
     let s = &outcome.summary;
     if !args.quiet || s.reject_threshold_exceeded {
         eprintln!(
-            "patronload repack: {} users read, {} written, {} rejected ({:.2}%, threshold {}%)",
-            s.records_read,
+            "patronload repack: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
+            plural(s.records_read, "user", "users"),
             s.users_written,
             s.rejected,
             s.reject_rate_percent,
@@ -165,11 +186,11 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
         }
         for z in &s.zips {
             eprintln!(
-                "  wrote {} ({} users, {} bytes, {} XML files)",
+                "  wrote {} ({}, {}, {})",
                 z.name,
-                z.users,
-                z.bytes,
-                z.entries.len()
+                plural(z.users, "user", "users"),
+                plural(z.bytes, "byte", "bytes"),
+                plural(z.entries.len() as u64, "XML file", "XML files")
             );
         }
         for p in &outcome.removed_stale {

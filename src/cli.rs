@@ -11,7 +11,36 @@ Exit status:
   3  output written, but the reject rate exceeded --max-reject-rate
      (so a scheduler alerts; see rejects.csv)
   2  usage or profile error (nothing written)
-  1  any other failure (the output directory is left as it was)";
+  1  any other failure, or another run holds the output directory
+     (the output directory is left as it was)
+  130, 143  interrupted (SIGINT, SIGTERM): temporaries removed, the
+     output directory holds the previous package or the new one";
+
+/// Parses a reject-rate threshold: a percentage from 0 to 100.
+fn reject_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("`{s}` is not a percentage from 0 to 100"));
+    }
+    Ok(v)
+}
+
+/// Flags of every command that publishes a package into a directory.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// If another run is writing into the same output directory, wait for
+    /// it to finish instead of stopping at once (exit 1).
+    #[arg(long)]
+    pub wait: bool,
+    /// Create the package's files 0640 (group may read) instead of 0600,
+    /// for an upload account in the directory's group; the umask still
+    /// applies.
+    #[arg(long)]
+    pub group_readable: bool,
+}
 
 /// Turn SIS/HR extracts into Ex Libris Alma user XML (v2) zip packages.
 #[derive(Debug, Parser)]
@@ -109,8 +138,9 @@ pub struct RepackArgs {
     /// Name prefix of the zips and XML files.
     #[arg(long, default_value = "alma_users", value_name = "PREFIX")]
     pub prefix: String,
-    /// Reject rate (percent) above which the run exits with status 3.
-    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    /// Reject rate (percent, 0 to 100) above which the run exits with
+    /// status 3.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT", value_parser = reject_rate)]
     pub max_reject_rate: f64,
     /// Print nothing on success.
     #[arg(long, short)]
@@ -118,6 +148,9 @@ pub struct RepackArgs {
     /// Limits and code tables.
     #[command(flatten)]
     pub limits: PackageLimitArgs,
+    /// Locking and file modes.
+    #[command(flatten)]
+    pub publish: PublishArgs,
     /// Alma user XML files and zips of them, in load order.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
@@ -154,9 +187,9 @@ pub struct ConvertArgs {
     /// Largest total of all zips of the run.
     #[arg(long, default_value = "1GB", value_name = "SIZE")]
     pub max_total_bytes: bytesize::ByteSize,
-    /// Reject rate (percent) above which the run exits with status 3.
-    /// Default: 5, the rate at which Alma itself alerts.
-    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    /// Reject rate (percent, 0 to 100) above which the run exits with
+    /// status 3. Default: 5, the rate at which Alma itself alerts.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT", value_parser = reject_rate)]
     pub max_reject_rate: f64,
     /// Deflate level, 0 (store) to 9 (smallest).
     #[arg(long, default_value_t = 6, value_name = "0-9")]
@@ -181,6 +214,9 @@ pub struct ConvertArgs {
     /// Print nothing on success.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Locking and file modes.
+    #[command(flatten)]
+    pub publish: PublishArgs,
     /// Extract files of the profile's layout, processed in this order.
     #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,

@@ -11,8 +11,9 @@
 //!
 //! Nothing becomes visible in the output directory until everything has
 //! been written and checked: zips, `rejects.csv` and `summary.json` are
-//! written under hidden temporary names and renamed at the very end (zips
-//! first, summary last), so a failed run leaves the directory as it was.
+//! written into a hidden staging directory that replaces the output
+//! directory in one step (see [`crate::outdir`]), so a failed run leaves
+//! the directory as it was.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::input::{Input, MmapChoice};
 use crate::map::Mapper;
 use crate::model::User;
+use crate::outdir::{OutputOptions, Staged};
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
 use crate::report::{
@@ -93,6 +95,8 @@ pub struct ConvertOptions {
     pub engine: Engine,
     /// Whether inputs may be memory-mapped.
     pub mmap: MmapChoice,
+    /// Locking and file modes of the output directory.
+    pub output: OutputOptions,
 }
 
 /// What a finished run produced.
@@ -121,12 +125,21 @@ fn profile_err(opts: &ConvertOptions, message: String) -> Error {
     }
 }
 
+/// A hidden temporary file for output bound for `dir`: in the staging
+/// directory of the run publishing into `dir`, created private (`0600`, or
+/// `0640` for a group-readable run; the umask may take more away).
 pub(crate) fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".patronload-")
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))
+    let (stage, mode) = crate::outdir::temp_dir_for(dir)?;
+    let mut b = tempfile::Builder::new();
+    b.prefix(".patronload-").suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b.tempfile_in(&stage).map_err(|e| Error::io(dir, e))
 }
 
 /// What the run knows once the profile and dialect are checked.
@@ -450,11 +463,12 @@ impl RejectsWriter {
     }
 }
 
-/// Publishes a finished run into `dir`: writes `summary.json` to a
-/// temporary file, then renames zips first, removes the previous run's
-/// extra parts so Alma cannot load yesterday's users twice, then the
-/// reports (`rejects.csv`, then `extra` in order), summary last. Returns
-/// (published, removed stale parts).
+/// Publishes a finished run into `dir` in one step: writes `summary.json`,
+/// names every staged file (zips, `rejects.csv`, `extra` in order, summary
+/// last), then swaps the staging directory in for `dir` (see
+/// [`crate::outdir`]). The previous package goes as a whole, so Alma can
+/// never load yesterday's extra parts again. Returns (published, previous
+/// zips of this prefix the new package no longer has).
 pub(crate) fn publish(
     dir: &Path,
     prefix: &str,
@@ -469,32 +483,26 @@ pub(crate) fn publish(
     json.push(b'\n');
     summary_tmp
         .write_all(&json)
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
+        .map_err(|e| Error::io(dir.join(SUMMARY_FILE), e))?;
     summary_tmp
         .as_file()
         .sync_all()
-        .map_err(|e| Error::io(SUMMARY_FILE, e))?;
-    let mut published = Vec::new();
-    let kept = parts.len();
-    for p in parts {
-        let dest = dir.join(&p.info.name);
-        readable(p.file.as_file(), &dest)?;
-        p.file
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
-    let removed_stale = remove_stale_parts(dir, prefix, kept)?;
+        .map_err(|e| Error::io(dir.join(SUMMARY_FILE), e))?;
     let reports = std::iter::once((rejects, REJECTS_FILE))
         .chain(extra)
         .chain(std::iter::once((summary_tmp, SUMMARY_FILE)));
-    for (tmp, name) in reports {
-        let dest = dir.join(name);
-        readable(tmp.as_file(), &dest)?;
-        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        published.push(dest);
-    }
-    Ok((published, removed_stale))
+    let staged = parts
+        .into_iter()
+        .map(|p| Staged {
+            file: p.file,
+            name: p.info.name,
+        })
+        .chain(reports.map(|(file, name)| Staged {
+            file,
+            name: name.to_string(),
+        }))
+        .collect();
+    crate::outdir::publish(dir, prefix, staged)
 }
 
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
@@ -562,7 +570,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
     check_prefix(&prefix).map_err(|m| profile_err(opts, m))?;
     let dialect = load_dialect(&opts.profile, &opts.profile_path)?;
     check_engine(opts.engine)?;
-    in_out_dir(&opts.out_dir, || run_and_publish(opts, dialect, &prefix))
+    in_out_dir(&opts.out_dir, &prefix, opts.output, || {
+        run_and_publish(opts, dialect, &prefix)
+    })
 }
 
 /// Checks an output name prefix.
@@ -612,18 +622,17 @@ pub(crate) fn check_engine(engine: Engine) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` with `dir` created; if `f` fails and the directory was
-/// created for it, removes it again.
-pub(crate) fn in_out_dir<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let created = !dir.exists();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let result = f();
-    if result.is_err() && created {
-        // Temporary files are gone by now; leave no empty directory
-        // behind either. Fails harmlessly if anything else is in it.
-        let _ = std::fs::remove_dir(dir);
-    }
-    result
+/// Runs `f` holding the output directory `dir` for a package of
+/// `prefix`: one run at a time, temporaries in a staging directory that
+/// [`publish`] swaps in. If `f` fails, the staging directory and any
+/// directory created for the run are removed.
+pub(crate) fn in_out_dir<T>(
+    dir: &Path,
+    prefix: &str,
+    output: OutputOptions,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    crate::outdir::hold(dir, prefix, output, f)
 }
 
 fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Result<Outcome> {
@@ -834,21 +843,6 @@ pub(crate) fn finish(
     })
 }
 
-/// Gives a published file the usual 0644 mode: temporary files are
-/// created private, but an upload job running as another user must be
-/// able to read the package.
-fn readable(f: &std::fs::File, dest: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(dest, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = (f, dest);
-    Ok(())
-}
-
 /// Empties a vector of borrowed fields so its allocation can be reused for
 /// the next record's borrows (in-place collect keeps the buffer).
 fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
@@ -877,32 +871,4 @@ fn duplicate_fail(c: &Conflict, file: u32, inputs: &[PathBuf]) -> Fail {
             c.id_type, c.value, c.owner_id_type
         ),
     )
-}
-
-/// Removes `<prefix>_NNN.zip` files numbered above `kept`: parts of an
-/// earlier, larger run that Alma would otherwise load again.
-fn remove_stale_parts(dir: &Path, prefix: &str, kept: usize) -> Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(num) = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('_'))
-            .and_then(|r| r.strip_suffix(".zip"))
-        else {
-            continue;
-        };
-        if num.len() == 3 && num.bytes().all(|b| b.is_ascii_digit()) {
-            let n: usize = num.parse().unwrap_or(0);
-            if n > kept {
-                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-                removed.push(entry.path());
-            }
-        }
-    }
-    removed.sort();
-    Ok(removed)
 }

@@ -57,6 +57,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another run holds the output directory (exit status 1; `--wait`
+    /// waits for it instead).
+    #[error(
+        "{dir} is in use by another patronload run ({holder}); this run stopped without \
+         touching it (use --wait to wait for the other run)"
+    )]
+    Busy {
+        /// The output directory.
+        dir: PathBuf,
+        /// The other run: pid and start time, from its lock file.
+        holder: String,
+    },
+    /// The disk filled up while the run wrote its package.
+    #[error(
+        "no space left on the disk holding {dir} while writing {file}: the new package needs \
+         more than the {} that were free when the run started (until it replaces the \
+         previous package, both take room); free some space or choose another --out, and \
+         run again",
+        free_at_start.map_or("(unknown)".to_string(), |f| bytesize::ByteSize::b(f).to_string())
+    )]
+    NoSpace {
+        /// The output directory.
+        dir: PathBuf,
+        /// The file being written when the disk filled up.
+        file: PathBuf,
+        /// Bytes free on that filesystem when the run started, when known.
+        free_at_start: Option<u64>,
+    },
     /// The zip library failed while writing a package.
     #[error("zip error on {path}: {source}")]
     Zip {

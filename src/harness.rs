@@ -231,6 +231,7 @@ fn run_once(
         prefix: None,
         engine,
         mmap: MmapChoice::Never,
+        output: Default::default(),
     };
     convert(&opts).map_err(|e| e.to_string())?;
     let mut files = Vec::new();

@@ -11,7 +11,9 @@
 //!    Alma decides it;
 //! 4. [`xml`]: users → XML text;
 //! 5. [`package`]: XML entries → zip parts within Alma's limits;
-//! 6. [`report`]: `rejects.csv` and `summary.json`.
+//! 6. [`report`]: `rejects.csv` and `summary.json`;
+//! 7. [`outdir`]: the output directory: one run at a time, everything
+//!    published in one step, private files, no leftovers.
 //!
 //! [`convert::convert`] runs them in order for one feed; [`job::convert_job`]
 //! runs several feeds into one package with one user per person. Both publish their results
@@ -32,6 +34,7 @@ pub mod input;
 pub mod job;
 pub mod map;
 pub mod model;
+pub mod outdir;
 pub mod package;
 pub mod profile;
 pub mod report;

@@ -11,18 +11,54 @@ use clap::Parser;
 use patronload::convert::{convert, ConvertOptions, Engine, Outcome};
 use patronload::input::MmapChoice;
 use patronload::job::{convert_job, Job, JobOptions};
+use patronload::outdir::OutputOptions;
 use patronload::package::Limits;
 use patronload::profile::Profile;
 
-use cli::{Cli, Command, ConvertArgs};
+use cli::{Cli, Command, ConvertArgs, PublishArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    on_signal_clean_up();
     match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Check(args) => checkcmd::run_check(args),
         Command::Repack(args) => checkcmd::run_repack(args),
     }
+}
+
+/// SIGINT and SIGTERM remove the run's temporaries and exit 130 / 143;
+/// the output directory holds the previous package or, if the signal came
+/// after the commit, the new one.
+#[cfg(unix)]
+fn on_signal_clean_up() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            patronload::outdir::abort_cleanup();
+            eprintln!("patronload: interrupted; temporary files removed");
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn on_signal_clean_up() {}
+
+/// Library options from the publishing flags.
+pub(crate) fn output_options(p: &PublishArgs) -> OutputOptions {
+    OutputOptions {
+        wait: p.wait,
+        group_readable: p.group_readable,
+    }
+}
+
+/// `n` and the noun, singular for one.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn run_convert(args: ConvertArgs) -> ExitCode {
@@ -53,6 +89,7 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
                 prefix: args.prefix.clone(),
                 engine: engine(&args),
                 mmap,
+                output: output_options(&args.publish),
             })
         }),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
@@ -67,6 +104,7 @@ fn run_convert(args: ConvertArgs) -> ExitCode {
                 prefix: args.prefix.clone(),
                 engine: engine(&args),
                 mmap,
+                output: output_options(&args.publish),
             })
         }),
         // clap requires one of the two.
@@ -125,9 +163,9 @@ fn engine(args: &ConvertArgs) -> Engine {
 fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     let s = &o.summary;
     eprintln!(
-        "patronload: {} records read, {} users written, {} rejected ({:.2}%, threshold {}%)",
-        s.records_read,
-        s.users_written,
+        "patronload: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
+        plural(s.records_read, "record", "records"),
+        plural(s.users_written, "user", "users"),
         s.rejected,
         s.reject_rate_percent,
         s.reject_threshold_percent
@@ -150,11 +188,11 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     }
     for z in &s.zips {
         eprintln!(
-            "  wrote {} ({} users, {} bytes, {} XML files)",
+            "  wrote {} ({}, {}, {})",
             z.name,
-            z.users,
-            z.bytes,
-            z.entries.len()
+            plural(z.users, "user", "users"),
+            plural(z.bytes, "byte", "bytes"),
+            plural(z.entries.len() as u64, "XML file", "XML files")
         );
     }
     if let Some(j) = &s.job {

@@ -16,6 +16,8 @@
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use sha2::{Digest, Sha256};
@@ -202,8 +204,50 @@ pub fn zip_time(as_of: NaiveDate) -> zip::DateTime {
         .unwrap_or_default()
 }
 
+/// The file under a zip part. Once abandoned (the run failed, or a write
+/// failed), writes and seeks go nowhere: `ZipWriter` finalizes an
+/// unfinished archive when dropped and prints any error from its
+/// destructor, which on a full disk would add a stray message about a
+/// file that is deleted anyway. The first error is still returned.
+struct PartFile {
+    file: NamedTempFile,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Write for PartFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        self.file.write(buf).inspect_err(|_| self.abandon())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.file.flush().inspect_err(|_| self.abandon())
+    }
+}
+
+impl PartFile {
+    fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Seek for PartFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        self.file.seek(pos).inspect_err(|_| self.abandon())
+    }
+}
+
 struct Part {
-    zip: ZipWriter<NamedTempFile>,
+    zip: ZipWriter<PartFile>,
+    abandoned: Arc<AtomicBool>,
     index: u32,
     entries: Vec<String>,
     users: u64,
@@ -359,13 +403,14 @@ impl Placer {
         if full {
             self.finish_part()?;
             self.parts += 1;
-            let tmp = tempfile::Builder::new()
-                .prefix(".patronload-")
-                .suffix(".zip.tmp")
-                .tempfile_in(&self.dir)
-                .map_err(|e| Error::io(&self.dir, e))?;
+            let file = crate::convert::hidden_temp(&self.dir, ".zip.tmp")?;
+            let abandoned = Arc::new(AtomicBool::new(false));
             self.part = Some(Part {
-                zip: ZipWriter::new(tmp),
+                zip: ZipWriter::new(PartFile {
+                    file,
+                    abandoned: abandoned.clone(),
+                }),
+                abandoned,
                 index: self.parts,
                 entries: Vec::new(),
                 users: 0,
@@ -382,8 +427,9 @@ impl Placer {
             part.index,
             part.entries.len() + 1
         );
+        let zip_path = self.dir.join(Placer::part_name(&self.prefix, part.index));
         let zerr = |source| Error::Zip {
-            path: PathBuf::from(&name),
+            path: zip_path.clone(),
             source,
         };
         let mut ar = ZipArchive::new(Cursor::new(&entry.zip)).map_err(zerr)?;
@@ -401,10 +447,14 @@ impl Placer {
         };
         let name = Placer::part_name(&self.prefix, part.index);
         let path = self.dir.join(&name);
-        let mut tmp = part.zip.finish().map_err(|source| Error::Zip {
-            path: path.clone(),
-            source,
-        })?;
+        let mut tmp = part
+            .zip
+            .finish()
+            .map_err(|source| Error::Zip {
+                path: path.clone(),
+                source,
+            })?
+            .file;
         tmp.as_file_mut().flush().map_err(|e| Error::io(&path, e))?;
         tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
         let (bytes, sha256) = hash_file(tmp.as_file_mut()).map_err(|e| Error::io(&path, e))?;
@@ -431,7 +481,8 @@ impl Placer {
     /// in order.
     pub fn finish(mut self) -> Result<Vec<Finished>> {
         self.finish_part()?;
-        let total: u64 = self.done.iter().map(|f| f.info.bytes).sum();
+        let done = std::mem::take(&mut self.done);
+        let total: u64 = done.iter().map(|f| f.info.bytes).sum();
         if total > self.limits.max_total_bytes {
             return Err(Error::Limit(format!(
                 "the zips total {total} bytes, more than the {} bytes allowed for the whole run \
@@ -440,7 +491,17 @@ impl Placer {
                 self.limits.max_total_bytes
             )));
         }
-        Ok(self.done)
+        Ok(done)
+    }
+}
+
+impl Drop for Placer {
+    /// A placer dropped with a part open belongs to a failed run: the
+    /// part is deleted with its temporary file, unfinished.
+    fn drop(&mut self) {
+        if let Some(part) = &self.part {
+            part.abandoned.store(true, Ordering::Relaxed);
+        }
     }
 }
 

@@ -105,6 +105,7 @@ fn run_with(
         prefix: None,
         engine,
         mmap,
+        output: Default::default(),
     };
     match convert(&opts) {
         Ok(_) => dir_files(out),

@@ -5,6 +5,8 @@ mod util;
 
 // Flags, exit statuses, atomic publication.
 mod cli;
+// The output directory: lock, one-step publish, signals, modes.
+mod publish;
 // The bundled example end to end.
 mod example;
 // Generated extracts checked against the generator's ground truth.

@@ -41,6 +41,8 @@ pub struct RepackOptions {
     pub reject_threshold_percent: f64,
     /// The checks, limits (also those of the output) and code tables.
     pub check: CheckOptions,
+    /// Locking and file modes of the output directory.
+    pub output: crate::outdir::OutputOptions,
 }
 
 /// What a finished repack produced.
@@ -132,7 +134,7 @@ pub fn repack(opts: &RepackOptions) -> Result<RepackOutcome> {
             opts.prefix
         )));
     }
-    in_out_dir(&opts.out_dir, || run(opts))
+    in_out_dir(&opts.out_dir, &opts.prefix, opts.output, || run(opts))
 }
 
 fn run(opts: &RepackOptions) -> Result<RepackOutcome> {

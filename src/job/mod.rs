@@ -258,6 +258,8 @@ pub struct JobOptions {
     pub engine: Engine,
     /// Whether inputs may be memory-mapped.
     pub mmap: MmapChoice,
+    /// Locking and file modes of the output directory.
+    pub output: crate::outdir::OutputOptions,
 }
 
 /// A mapped record waiting for the person decisions.
@@ -313,8 +315,11 @@ pub fn convert_job(opts: &JobOptions) -> Result<Outcome> {
         prefix: Some(prefix.clone()),
         engine: opts.engine,
         mmap: opts.mmap,
+        output: opts.output,
     };
-    in_out_dir(&opts.out_dir, || run(opts, &base, &dialects, &prefix))
+    in_out_dir(&opts.out_dir, &prefix, opts.output, || {
+        run(opts, &base, &dialects, &prefix)
+    })
 }
 
 fn run(
