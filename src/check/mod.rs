@@ -12,6 +12,7 @@
 //! Findings carry file, entry, line, primary id, reason code and a
 //! message; never a name, email or address.
 
+mod bound;
 pub mod codes;
 mod decode;
 pub mod parse;
@@ -103,6 +104,9 @@ pub enum Code {
     UnknownCode,
     /// A user larger than the per-user limit.
     UserTooLarge,
+    /// A name, attribute value or text node over the per-user limit; the
+    /// rest of the user is not read.
+    ValueTooLarge,
     /// A zip entry name escapes its folder, or an entry is a symlink.
     UnsafeZip,
     /// A zip entry's sizes betray a decompression bomb.
@@ -111,6 +115,8 @@ pub enum Code {
     ZipUnreadable,
     /// A zip entry that is not an XML file, or a zip without one.
     NotXmlEntry,
+    /// A zip inside the zip: its users cannot be read.
+    NestedZip,
     /// More XML files in one zip than Alma takes.
     FilesPerZip,
     /// A zip over the size limit.
@@ -154,10 +160,12 @@ impl Code {
             IdRepeatedInUser => "id_repeated_in_user",
             UnknownCode => "unknown_code",
             UserTooLarge => "user_too_large",
+            ValueTooLarge => "value_too_large",
             UnsafeZip => "unsafe_zip",
             ZipBomb => "zip_bomb",
             ZipUnreadable => "zip_unreadable",
             NotXmlEntry => "not_xml_entry",
+            NestedZip => "nested_zip",
             FilesPerZip => "files_per_zip",
             ZipTooLarge => "zip_too_large",
             DirectoryBudget => "directory_budget",
@@ -204,6 +212,7 @@ impl Code {
         Code::UnsafeZip,
         Code::ZipBomb,
         Code::ZipUnreadable,
+        Code::NestedZip,
     ];
 }
 
@@ -454,7 +463,18 @@ impl ParseSink for Sink<'_, '_, '_> {
                 ),
             });
         }
-        rules::check_user(node, w.opts.codes.as_ref(), &mut issues);
+        if let Some((line, message)) = &u.value_too_large {
+            issues.push(Issue {
+                code: Code::ValueTooLarge,
+                line: *line,
+                field: "user".into(),
+                message: message.clone(),
+            });
+        } else {
+            // A user read only in part would show made-up gaps (missing
+            // fields) if its rules ran.
+            rules::check_user(node, w.opts.codes.as_ref(), &mut issues);
+        }
         let primary_id = node.child_text("primary_id").unwrap_or("");
         // A user Alma would reject claims nothing: its identifiers stay
         // free for later users, as in `convert` (the "chain" case).
