@@ -70,34 +70,30 @@ enum Tok {
     Doctype(Dtd),
 }
 
-/// An element name read without keeping it whole.
-#[derive(Debug, Default)]
+/// An element name read without keeping it whole: its first `cap + 1`
+/// bytes, its length and an FNV-1a hash of all of it.
+#[derive(Debug)]
 struct NameAcc {
     keep: Vec<u8>,
     len: u64,
     hash: u64,
-    /// The last byte seen, added once the next one shows it is not a
-    /// self-closing tag's `/`.
-    pending: Option<u8>,
+    last: u8,
     done: bool,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// `FNV_PRIME`'s inverse modulo 2^64: takes the last byte back out.
+const FNV_PRIME_INV: u64 = 0xce96_5057_aff6_957b;
 
 impl NameAcc {
     fn new() -> NameAcc {
         NameAcc {
+            keep: Vec::new(),
+            len: 0,
             hash: FNV_OFFSET,
-            ..NameAcc::default()
-        }
-    }
-
-    fn add(&mut self, b: u8, cap: usize) {
-        self.len += 1;
-        self.hash = (self.hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-        if self.keep.len() <= cap {
-            self.keep.push(b);
+            last: 0,
+            done: false,
         }
     }
 
@@ -107,28 +103,37 @@ impl NameAcc {
         if self.done {
             return 0;
         }
-        for (i, &b) in bytes.iter().enumerate() {
-            if is_ws(b) {
-                if let Some(p) = self.pending.take() {
-                    self.add(p, cap);
-                }
+        let n = match bytes.iter().position(|&b| is_ws(b)) {
+            Some(n) => {
                 self.done = true;
-                return i;
+                n
             }
-            if let Some(p) = self.pending.replace(b) {
-                self.add(p, cap);
-            }
+            None => bytes.len(),
+        };
+        let name = &bytes[..n];
+        let mut h = self.hash;
+        for &b in name {
+            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
         }
-        bytes.len()
+        self.hash = h;
+        let room = (cap + 1).saturating_sub(self.keep.len()).min(n);
+        self.keep.extend_from_slice(&name[..room]);
+        if let Some(&b) = name.last() {
+            self.last = b;
+        }
+        self.len += n as u64;
+        n
     }
 
     /// The name as the replacement token carries it, and whether the
     /// name itself was over the cap.
     fn finish(mut self, self_closing: bool, cap: usize) -> (Vec<u8>, bool) {
-        if let Some(p) = self.pending.take() {
-            // quick-xml strips the `/` of `/>` before taking the name.
-            if !(self_closing && p == b'/') {
-                self.add(p, cap);
+        // quick-xml strips the `/` of `/>` before taking the name.
+        if self_closing && !self.done && self.len > 0 && self.last == b'/' {
+            self.hash = self.hash.wrapping_mul(FNV_PRIME_INV) ^ u64::from(b'/');
+            self.len -= 1;
+            if self.keep.len() as u64 > self.len {
+                self.keep.truncate(self.len as usize);
             }
         }
         if self.len <= cap as u64 {
@@ -178,6 +183,8 @@ struct Lex {
     tok_len: usize,
     tok_line: u64,
     tok_nl: u64,
+    /// Line of the first visible character of a text token.
+    first_vis: Option<u64>,
     /// The last bytes of the token (at most 16).
     tail: [u8; 16],
     tail_len: usize,
@@ -211,6 +218,7 @@ impl<R: io::Read> Bounded<R> {
                 tok_len: 0,
                 tok_line: lines + 1,
                 tok_nl: 0,
+                first_vis: None,
                 tail: [0; 16],
                 tail_len: 0,
                 skip: None,
@@ -314,6 +322,7 @@ impl Lex {
         self.tok = tok;
         self.tok_len = 0;
         self.tok_nl = 0;
+        self.first_vis = None;
         self.tok_line = self.in_lines + 1;
         self.tail_len = 0;
         self.skip = None;
@@ -323,6 +332,12 @@ impl Lex {
     fn take(&mut self, seg: &[u8]) {
         if seg.is_empty() {
             return;
+        }
+        if matches!(self.tok, Tok::Text) && self.first_vis.is_none() {
+            if let Some(p) = seg.iter().position(|&b| !is_ws(b)) {
+                let nl = memchr::memchr_iter(b'\n', &seg[..p]).count() as u64;
+                self.first_vis = Some(self.in_lines + nl + 1);
+            }
         }
         let nl = memchr::memchr_iter(b'\n', seg).count() as u64;
         self.in_lines += nl;
@@ -420,7 +435,9 @@ impl Lex {
         self.replace(&repl);
         self.overflows.push_back(Overflow {
             at: self.base + (self.out.len() - repl.len()) as u64,
-            line: self.tok_line,
+            // Text is reported where it becomes visible, as
+            // `unexpected_text` is.
+            line: self.first_vis.unwrap_or(self.tok_line),
             kind,
         });
     }
@@ -893,5 +910,103 @@ impl Dtd {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// What quick-xml would be handed, the overflows, and the line count
+    /// once everything is consumed.
+    fn run(input: &str, cap: usize) -> (String, Vec<(u64, Kind)>, u64) {
+        let (dec, _) = DecodeReader::new(input.as_bytes()).unwrap();
+        let mut b = Bounded::new(dec, cap);
+        let mut out = String::new();
+        b.read_to_string(&mut out).unwrap();
+        let lines = Bounded::lines(&b);
+        let o: Vec<(u64, Kind)> = b.lx.overflows.iter().map(|o| (o.line, o.kind)).collect();
+        (out, o, lines)
+    }
+
+    #[test]
+    fn tokens_under_the_cap_pass_unchanged() {
+        let xml = "<?xml version=\"1.0\"?>\n<!DOCTYPE users [\n <!ENTITY a \"x>y\">\n \
+                   <!-- c > d -->\n]>\n<users a='1>2' b=\"'\">\n<user>t &amp; u<![CDATA[<x>]]>\
+                   <!-- -> -->\n<?pi a > b?></user><e/>\n</users>\n";
+        let (out, o, lines) = run(xml, 64);
+        assert_eq!(out, xml);
+        assert!(o.is_empty(), "{o:?}");
+        assert_eq!(lines, xml.matches('\n').count() as u64);
+    }
+
+    #[test]
+    fn long_tokens_are_replaced_and_lines_kept() {
+        let big = "v\n".repeat(20);
+        let name = "n".repeat(40);
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<users>\n<user a=\"{big}\">\n<{name}>x</{name}>\n\
+             <t>{big}</t><!--{big}--><![CDATA[{big}]]><?p {big}?>\n<e b='{big}'/>\n\
+             </user>\n</users>\n"
+        );
+        let (out, o, lines) = run(&xml, 32);
+        assert!(!out.contains(&name), "{out}");
+        let hashed = out
+            .split('<')
+            .find(|t| t.starts_with('n'))
+            .and_then(|t| t.split('>').next())
+            .unwrap()
+            .to_string();
+        assert!(hashed.starts_with("nnnn") && hashed.contains('.'), "{hashed}");
+        assert_eq!(
+            out,
+            format!(
+                "<?xml version=\"1.0\"?>\n<users>\n<user>\n<{hashed}>x</{hashed}>\n\
+                 <t> </t><!----><![CDATA[]]><!---->\n<e/>\n</user>\n</users>\n"
+            )
+        );
+        assert_eq!(
+            o,
+            [
+                (3, Kind::StartTag),
+                (24, Kind::Name),
+                (24, Kind::Name),
+                (25, Kind::Text { blank: false }),
+                (45, Kind::Other),
+                (65, Kind::Text { blank: false }),
+                (85, Kind::Other),
+                (106, Kind::StartTag),
+            ]
+        );
+        assert_eq!(lines, xml.matches('\n').count() as u64);
+    }
+
+    #[test]
+    fn different_long_names_stay_different() {
+        let a = format!("<users><{}x></{}y></users>", "n".repeat(40), "n".repeat(40));
+        let (out, _, _) = run(&a, 32);
+        let names: Vec<&str> = out
+            .split(['<', '>', '/'])
+            .filter(|t| t.starts_with('n'))
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert_ne!(names[0], names[1]);
+        // And a self-closing tag's `/` is not part of its name.
+        let (out, _, _) = run(&format!("<u><{}/></u>", "m".repeat(40)), 32);
+        assert!(out.contains("/></u>"), "{out}");
+        let (same, _, _) = run(&format!("<u><{}></{}></u>", "m".repeat(40), "m".repeat(40)), 32);
+        let name = |s: &str| s.split(['<', '>', '/']).find(|t| t.starts_with('m')).unwrap().to_string();
+        assert_eq!(name(&out), name(&same));
+    }
+
+    #[test]
+    fn an_unterminated_long_token_stays_unterminated() {
+        let (out, o, _) = run(&format!("<users><user a=\"{}", "x".repeat(100)), 32);
+        assert_eq!(out, "<users><user");
+        assert!(o.is_empty());
+        let (out, o, _) = run(&format!("<users>{}", " ".repeat(100)), 32);
+        assert_eq!(out, "<users> ");
+        assert_eq!(o, [(1, Kind::Text { blank: true })]);
     }
 }

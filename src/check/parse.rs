@@ -624,4 +624,31 @@ mod tests {
         assert!(c.users[0].too_large);
         assert!(c.users[0].node.children.is_empty());
     }
+
+    #[test]
+    fn values_over_the_cap_are_reported_where_they_start() {
+        let big = "x\n".repeat(3000);
+        let blank = " \n".repeat(3000);
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<users>\n<user>\n<primary_id>P1</primary_id>\n\
+             <note a=\"{big}\"><b>{big}</b></note>\n</user>\n{blank}<user>\n\
+             <primary_id>P2</primary_id>\n</user>\n{big}<user><primary_id>P3</primary_id>\
+             </user>\n</users>\n"
+        );
+        let c = run(&xml, 64);
+        // P1: the attribute on line 5 is reported; the text after it is
+        // not collected.
+        let u = &c.users[0];
+        assert_eq!(u.node.child_text("primary_id"), Some("P1"));
+        assert_eq!(u.value_too_large.as_ref().map(|v| v.0), Some(5));
+        assert!(!u.too_large);
+        assert_eq!(u.node.children.len(), 1);
+        // Whitespace between users is no finding; P2 keeps its lines.
+        let u = &c.users[1];
+        assert_eq!((u.node.line, u.value_too_large.is_none()), (9007, true));
+        // Text between users: a file-level finding where it starts.
+        assert_eq!(c.problems, [(Code::ValueTooLarge, 9010)]);
+        assert_eq!(c.users[2].node.line, 12010);
+        assert_eq!(c.users.len(), 3);
+    }
 }
