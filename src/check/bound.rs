@@ -392,9 +392,7 @@ impl Lex {
                 rest[k - j]
             } else {
                 let back = j - k;
-                self.tail_len
-                    .checked_sub(back)
-                    .map_or(0, |i| self.tail[i])
+                self.tail_len.checked_sub(back).map_or(0, |i| self.tail[i])
             }
         };
         [at(2), at(1)]
@@ -611,7 +609,8 @@ impl Lex {
             self.tail_len = 16;
         } else {
             let keep = (16 - seg.len()).min(self.tail_len);
-            self.tail.copy_within(self.tail_len - keep..self.tail_len, 0);
+            self.tail
+                .copy_within(self.tail_len - keep..self.tail_len, 0);
             self.tail[keep..keep + seg.len()].copy_from_slice(seg);
             self.tail_len = keep + seg.len();
         }
@@ -958,7 +957,10 @@ mod tests {
             .and_then(|t| t.split('>').next())
             .unwrap()
             .to_string();
-        assert!(hashed.starts_with("nnnn") && hashed.contains('.'), "{hashed}");
+        assert!(
+            hashed.starts_with("nnnn") && hashed.contains('.'),
+            "{hashed}"
+        );
         assert_eq!(
             out,
             format!(
@@ -995,8 +997,16 @@ mod tests {
         // And a self-closing tag's `/` is not part of its name.
         let (out, _, _) = run(&format!("<u><{}/></u>", "m".repeat(40)), 32);
         assert!(out.contains("/></u>"), "{out}");
-        let (same, _, _) = run(&format!("<u><{}></{}></u>", "m".repeat(40), "m".repeat(40)), 32);
-        let name = |s: &str| s.split(['<', '>', '/']).find(|t| t.starts_with('m')).unwrap().to_string();
+        let (same, _, _) = run(
+            &format!("<u><{}></{}></u>", "m".repeat(40), "m".repeat(40)),
+            32,
+        );
+        let name = |s: &str| {
+            s.split(['<', '>', '/'])
+                .find(|t| t.starts_with('m'))
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(name(&out), name(&same));
     }
 

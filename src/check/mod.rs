@@ -678,34 +678,39 @@ fn run_parse<R: Read>(
     match parse::parse(rdr, limits, &mut sink) {
         Ok(()) => Ok(()),
         Err(ParseError::Sink(e)) => Err(e),
-        Err(ParseError::Io(e)) => match zipin::tripped(&e) {
-            Some(msg) => {
-                sink.w.file_finding(Code::ZipBomb, 0, msg);
+        Err(ParseError::Io(e)) => input_failed(sink.w, e, path),
+    }
+}
+
+/// A read of an input failed: a finding about the input where the error
+/// says the input is at fault, else a failure of the run.
+fn input_failed(w: &mut Walker, e: std::io::Error, path: &Path) -> Result<()> {
+    match zipin::tripped(&e) {
+        Some(msg) => {
+            w.file_finding(Code::ZipBomb, 0, msg);
+            Ok(())
+        }
+        None => match e.kind() {
+            // The zip crate reports corrupt data (bad CRC, bad
+            // deflate stream) as InvalidData: a finding about the
+            // input, not a failure of the run.
+            // The zip crate stops an entry inflating past its declared
+            // size itself, before our guard; that is the bomb case.
+            std::io::ErrorKind::InvalidData
+                if e.to_string().contains("larger than its declared") =>
+            {
+                w.file_finding(
+                    Code::ZipBomb,
+                    0,
+                    format!("the entry inflates past its declared size: {e}"),
+                );
                 Ok(())
             }
-            None => match e.kind() {
-                // The zip crate reports corrupt data (bad CRC, bad
-                // deflate stream) as InvalidData: a finding about the
-                // input, not a failure of the run.
-                // The zip crate stops an entry inflating past its declared
-                // size itself, before our guard; that is the bomb case.
-                std::io::ErrorKind::InvalidData
-                    if e.to_string().contains("larger than its declared") =>
-                {
-                    sink.w.file_finding(
-                        Code::ZipBomb,
-                        0,
-                        format!("the entry inflates past its declared size: {e}"),
-                    );
-                    Ok(())
-                }
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-                    sink.w
-                        .file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {e}"));
-                    Ok(())
-                }
-                _ => Err(Error::io(path, e)),
-            },
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {e}"));
+                Ok(())
+            }
+            _ => Err(Error::io(path, e)),
         },
     }
 }
@@ -743,6 +748,35 @@ fn walk_zip(
     }
     for e in entries {
         w.source.entry = Some(e.name.clone());
+        let named_zip = e.name.to_ascii_lowercase().ends_with(".zip");
+        // The first bytes tell a zip whatever the entry is called.
+        let opened = ar.by_index(e.index);
+        let mut head = [0u8; 4];
+        let (file, peeked) = match opened {
+            Ok(f) => {
+                let mut g = zipin::Guard::new(f, e.size);
+                let n = read_head(&mut g, &mut head);
+                (Some(g), n)
+            }
+            Err(err) => {
+                if e.is_xml {
+                    w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {err}"));
+                    continue;
+                }
+                (None, Ok(0))
+            }
+        };
+        let magic = matches!(&peeked, Ok(4) if zipin::is_zip_magic(&head));
+        if named_zip || magic {
+            w.file_finding(
+                Code::NestedZip,
+                0,
+                "a zip inside the zip: its users cannot be read (Alma does not open nested \
+                 zips); unpack it and give its XML files instead"
+                    .into(),
+            );
+            continue;
+        }
         if !e.is_xml {
             w.file_finding(
                 Code::NotXmlEntry,
@@ -751,18 +785,33 @@ fn walk_zip(
             );
             continue;
         }
+        let (Some(g), n) = (file, peeked) else {
+            continue;
+        };
         entries_read.push(e.name.clone());
         w.labels.push(w.source.label());
         visitor.source(&w.source)?;
-        let file = match ar.by_index(e.index) {
-            Ok(f) => f,
-            Err(err) => {
-                w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {err}"));
-                continue;
+        match n {
+            Ok(n) => {
+                let rdr = std::io::Read::chain(&head[..n], g);
+                run_parse(w, rdr, limits, visitor, path)?;
             }
-        };
-        let guarded = zipin::Guard::new(file, e.size);
-        run_parse(w, guarded, limits, visitor, path)?;
+            Err(err) => input_failed(w, err, path)?,
+        }
     }
     Ok(())
+}
+
+/// Reads up to `head.len()` bytes (fewer only at the end).
+fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }

@@ -496,9 +496,7 @@ fn overflow(
         if st.value_too_large.is_none() {
             st.value_too_large = Some((
                 o.line,
-                format!(
-                    "{what} longer than {cap} bytes; the rest of the user is not read"
-                ),
+                format!("{what} longer than {cap} bytes; the rest of the user is not read"),
             ));
         }
         return Ok(());
