@@ -369,10 +369,8 @@ impl Lex {
 
     fn skip_feed(&self, s: &mut Skip, bytes: &[u8]) {
         match self.tok {
-            Tok::Text | Tok::CData => {
-                if s.blank {
-                    s.blank = bytes.iter().all(|&b| is_ws(b));
-                }
+            Tok::Text | Tok::CData if s.blank => {
+                s.blank = bytes.iter().all(|&b| is_ws(b));
             }
             Tok::Start(_) | Tok::End(_) => {
                 let n = s.name.push(bytes, self.cap);
