@@ -746,3 +746,28 @@ fn repack_rejects_a_user_with_a_value_over_the_cap() {
     );
     assert_eq!(util::summary(&out_dir)["users_written"], 1);
 }
+
+#[test]
+fn findings_quoting_huge_names_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("names.xml");
+    let name = "é".repeat(50_000);
+    fs::write(
+        &p,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <{name}/>\n  <user>\n    \
+             <primary_id>P1</primary_id>\n    <{name}/>\n  </user>\n</users>\n"
+        ),
+    )
+    .unwrap();
+    let (out, json) = check(&[&p], &[]);
+    assert_status(&out, 3);
+    let f = json["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    for f in f {
+        assert_eq!(f["code"], "unknown_element");
+        let m = f["message"].as_str().unwrap();
+        assert!(m.len() <= 1024 + 3 && m.ends_with('…'), "{} bytes", m.len());
+        assert!(m.contains("ééé"));
+    }
+}

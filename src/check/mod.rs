@@ -311,7 +311,9 @@ pub struct CheckOptions {
     /// reported. By default 1 MiB (a real user is a few kilobytes).
     pub max_user_bytes: usize,
     /// Findings kept in the report; the rest are only counted. By
-    /// default 10,000, so memory stays bounded on a broken 2 GB file.
+    /// default 10,000, so memory stays bounded on a broken 2 GB file
+    /// (a kept message is cut at 1 KiB, its primary id and field at 256
+    /// bytes).
     pub max_findings: usize,
     /// How identifiers compare. By default case-insensitively, as Alma
     /// compares them for institutions set up since 2018.
@@ -395,8 +397,34 @@ struct Walker<'o> {
     users_here: u64,
 }
 
+/// Bytes of a kept finding's message; beyond, it is cut (a message quotes
+/// names and values, which may be up to the per-user cap each).
+const MAX_MESSAGE: usize = 1024;
+/// Bytes of a kept finding's primary id and field.
+const MAX_LABEL: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (at a character boundary), marking
+/// the cut, so kept findings stay small whatever the input holds.
+fn clip(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
 impl Walker<'_> {
-    fn push(&mut self, f: Finding) {
+    fn push(&mut self, mut f: Finding) {
+        clip(&mut f.message, MAX_MESSAGE);
+        if let Some(p) = f.primary_id.as_mut() {
+            clip(p, MAX_LABEL);
+        }
+        if let Some(p) = f.field.as_mut() {
+            clip(p, MAX_LABEL);
+        }
         self.report.findings_total += 1;
         *self
             .report
