@@ -177,15 +177,16 @@ struct Lex {
     /// (stream offset where a replacement ends, newlines it stands for).
     credits: VecDeque<(u64, u64)>,
     overflows: VecDeque<Overflow>,
-    /// Newlines read from the source.
-    in_lines: u64,
     tok: Tok,
     tok_len: usize,
+    /// Line the token starts on, and newlines in it (known once it is
+    /// over the cap).
     tok_line: u64,
     tok_nl: u64,
     /// Line of the first visible character of a text token.
     first_vis: Option<u64>,
-    /// The last bytes of the token (at most 16).
+    /// The last bytes of the token (at most 16), kept where the end rule
+    /// looks back, and once over the cap.
     tail: [u8; 16],
     tail_len: usize,
     skip: Option<Skip>,
@@ -213,7 +214,6 @@ impl<R: io::Read> Bounded<R> {
                 lines,
                 credits: VecDeque::new(),
                 overflows: VecDeque::new(),
-                in_lines: lines,
                 tok: Tok::Text,
                 tok_len: 0,
                 tok_line: lines + 1,
@@ -323,48 +323,74 @@ impl Lex {
         self.tok_len = 0;
         self.tok_nl = 0;
         self.first_vis = None;
-        self.tok_line = self.in_lines + 1;
         self.tail_len = 0;
         self.skip = None;
     }
 
-    /// Bytes of the current token.
+    /// Bytes of the current token. Under the cap they are only copied:
+    /// lines, the tail and the first visible character are worked out
+    /// when a token goes over, which real files never make happen.
     fn take(&mut self, seg: &[u8]) {
         if seg.is_empty() {
             return;
         }
-        if matches!(self.tok, Tok::Text) && self.first_vis.is_none() {
-            if let Some(p) = seg.iter().position(|&b| !is_ws(b)) {
-                let nl = memchr::memchr_iter(b'\n', &seg[..p]).count() as u64;
-                self.first_vis = Some(self.in_lines + nl + 1);
+        if self.skip.is_none() {
+            if self.tok_len + seg.len() <= self.cap {
+                self.out.extend_from_slice(seg);
+                self.tok_len += seg.len();
+                if matches!(self.tok, Tok::Comment | Tok::CData | Tok::Doctype(_)) {
+                    self.tail_push(seg);
+                }
+                return;
             }
+            self.start_skip();
         }
         let nl = memchr::memchr_iter(b'\n', seg).count() as u64;
-        self.in_lines += nl;
-        self.tok_nl += nl;
-        if self.skip.is_none() && self.tok_len + seg.len() > self.cap {
-            let held = self.out.split_off(self.ready);
-            let mut s = Skip {
-                blank: true,
-                name: NameAcc::new(),
-                junk: false,
-            };
-            let prefix = match self.tok {
-                Tok::Start(_) => 1,
-                Tok::End(_) => 2,
-                _ => 0,
-            };
-            self.skip_feed(&mut s, &held[prefix.min(held.len())..]);
-            self.skip = Some(s);
+        if matches!(self.tok, Tok::Text) && self.first_vis.is_none() {
+            if let Some(p) = seg.iter().position(|&b| !is_ws(b)) {
+                let before = memchr::memchr_iter(b'\n', &seg[..p]).count() as u64;
+                self.first_vis = Some(self.tok_line + self.tok_nl + before);
+            }
         }
+        self.tok_nl += nl;
         if let Some(mut s) = self.skip.take() {
             self.skip_feed(&mut s, seg);
             self.skip = Some(s);
-        } else {
-            self.out.extend_from_slice(seg);
         }
         self.tok_len += seg.len();
         self.tail_push(seg);
+    }
+
+    /// The token being held goes over the cap: stop holding it.
+    fn start_skip(&mut self) {
+        // Everything before the token is in `out[..ready]`: consumed
+        // lines, newlines handed on but not consumed, and the lines of
+        // replacements not yet consumed.
+        let pending: u64 = self.credits.iter().map(|c| c.1).sum();
+        let handed = memchr::memchr_iter(b'\n', &self.out[self.pos..self.ready]).count() as u64;
+        self.tok_line = self.lines + handed + pending + 1;
+        let held = self.out.split_off(self.ready);
+        self.tok_nl = memchr::memchr_iter(b'\n', &held).count() as u64;
+        self.tail_len = 0;
+        self.tail_push(&held);
+        if matches!(self.tok, Tok::Text) {
+            if let Some(p) = held.iter().position(|&b| !is_ws(b)) {
+                let before = memchr::memchr_iter(b'\n', &held[..p]).count() as u64;
+                self.first_vis = Some(self.tok_line + before);
+            }
+        }
+        let mut s = Skip {
+            blank: true,
+            name: NameAcc::new(),
+            junk: false,
+        };
+        let prefix = match self.tok {
+            Tok::Start(_) => 1,
+            Tok::End(_) => 2,
+            _ => 0,
+        };
+        self.skip_feed(&mut s, &held[prefix.min(held.len())..]);
+        self.skip = Some(s);
     }
 
     fn skip_feed(&self, s: &mut Skip, bytes: &[u8]) {
@@ -595,9 +621,10 @@ impl Lex {
     /// state (it is neither name nor junk).
     fn take_gt(&mut self) {
         self.tok_len += 1;
-        self.tail_push(b">");
         if self.skip.is_none() {
             self.out.push(b'>');
+        } else {
+            self.tail_push(b">");
         }
     }
 
