@@ -1044,4 +1044,31 @@ mod tests {
         assert_eq!(out, "<users> ");
         assert_eq!(o, [(1, Kind::Text { blank: true })]);
     }
+
+    #[test]
+    fn any_input_keeps_its_lines_and_small_caps_never_panic() {
+        let alphabet = b"<<>>!!--[[]]??//\"'= \n\nDOCTYPE[CDATA]ENTITYaeb&;";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for round in 0..3000 {
+            let len = (round % 150) + 1;
+            let mut v = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let text = String::from_utf8(v).unwrap();
+            let nl = text.matches('\n').count() as u64;
+            // Nothing over the cap: handed on as decoded.
+            let (mut dec, _) = DecodeReader::new(text.as_bytes()).unwrap();
+            let mut decoded = String::new();
+            dec.read_to_string(&mut decoded).unwrap();
+            let (out, o, lines) = run(&text, len + 1);
+            assert_eq!((out.as_str(), o.len(), lines), (decoded.as_str(), 0, nl));
+            // Small caps: whatever is replaced, the lines stay the file's.
+            let (_, _, lines) = run(&text, 4 + round % 24);
+            assert_eq!(lines, nl, "{text:?}");
+        }
+    }
 }
