@@ -771,3 +771,29 @@ fn findings_quoting_huge_names_are_cut() {
         assert!(m.contains("ééé"));
     }
 }
+
+#[test]
+fn nesting_past_the_limit_stops_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("deep.xml");
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user>\n    \
+         <primary_id>P1</primary_id>\n  </user>\n  <user>\n",
+    );
+    for _ in 0..5000 {
+        xml.push_str("<a>\n");
+    }
+    fs::write(&p, xml).unwrap();
+    let (out, json) = check(&[&p], &[]);
+    assert_status(&out, 3);
+    // The root and the user are two levels: the 999th <a> is one too many.
+    assert_eq!(findings(&json), [("not_well_formed".into(), 1005, None)]);
+    assert!(json["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nested deeper than 1000"));
+    assert_eq!(json["users"], 1);
+    let out_dir = dir.path().join("out");
+    assert_status(&repack(&out_dir, &[&p], &[]), 1);
+    assert!(!out_dir.exists());
+}

@@ -26,6 +26,38 @@ use super::decode::DecodeReader;
 /// Bytes of a replaced element name kept before its hash.
 const NAME_PREFIX: usize = 64;
 
+/// Elements open at once that a file may have. quick-xml keeps the name
+/// of every open element (to match end tags), so depth is memory too; an
+/// Alma user file is six levels deep.
+pub(crate) const MAX_DEPTH: usize = 1000;
+
+/// Bytes the names of the open elements may hold together: the cap, but
+/// never less than this.
+const MIN_OPEN_BYTES: usize = 1 << 16;
+
+/// The error [`Bounded`] stops with when elements nest deeper than
+/// [`MAX_DEPTH`], or their open names exceed the cap together.
+#[derive(Debug)]
+pub(crate) struct TooDeep {
+    /// Line of the start tag that went too deep.
+    pub(crate) line: u64,
+    /// What was exceeded.
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TooDeep {}
+
+/// Whether `e` is a [`TooDeep`] stop.
+pub(crate) fn too_deep(e: &io::Error) -> Option<&TooDeep> {
+    e.get_ref().and_then(|i| i.downcast_ref::<TooDeep>())
+}
+
 /// What was too large.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -190,6 +222,11 @@ struct Lex {
     tail: [u8; 16],
     tail_len: usize,
     skip: Option<Skip>,
+    /// Name lengths of the open elements, and their sum.
+    open: Vec<usize>,
+    open_bytes: usize,
+    /// Set when elements nest too deep: nothing more is handed on.
+    stop: Option<TooDeep>,
 }
 
 /// A `BufRead` that hands quick-xml no token over `cap` bytes.
@@ -222,6 +259,9 @@ impl<R: io::Read> Bounded<R> {
                 tail: [0; 16],
                 tail_len: 0,
                 skip: None,
+                open: Vec::new(),
+                open_bytes: 0,
+                stop: None,
             },
             done: false,
         }
@@ -272,7 +312,7 @@ impl<R: io::Read> BufRead for Bounded<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.lx.pos == self.lx.ready && !self.done {
             self.lx.compact();
-            while self.lx.ready == self.lx.pos {
+            while self.lx.ready == self.lx.pos && self.lx.stop.is_none() {
                 let chunk = self.inner.fill_buf()?;
                 if chunk.is_empty() {
                     self.lx.eof();
@@ -282,6 +322,13 @@ impl<R: io::Read> BufRead for Bounded<R> {
                 let n = chunk.len();
                 self.lx.step(chunk);
                 self.inner.consume(n);
+            }
+            // Everything before the stop has been handed on: now fail.
+            if self.lx.ready == self.lx.pos {
+                if let Some(e) = self.lx.stop.take() {
+                    self.done = true;
+                    return Err(io::Error::other(e));
+                }
             }
         }
         Ok(&self.lx.out[self.lx.pos..self.lx.ready])
@@ -422,8 +469,73 @@ impl Lex {
         [at(2), at(1)]
     }
 
+    /// Keeps count of the open elements as quick-xml will (a start tag
+    /// not ending in `/>` opens one, an end tag closes one); false, with
+    /// the token dropped and the stop set, when they go over the limits.
+    fn nest(&mut self) -> bool {
+        let token = &self.out[self.ready..];
+        if matches!(self.tok, Tok::End(_)) {
+            if let Some(n) = self.open.pop() {
+                self.open_bytes -= n;
+            }
+            return true;
+        }
+        // The name as it will be handed on: the kept bytes, or, over the
+        // cap, the replacement's (a prefix and a hash).
+        let (self_closing, name) = match &self.skip {
+            None => {
+                let content = &token[1.min(token.len())..token.len().saturating_sub(1)];
+                let name = content
+                    .iter()
+                    .position(|&b| is_ws(b))
+                    .unwrap_or(content.len());
+                (token.ends_with(b"/>"), name)
+            }
+            Some(s) => {
+                let sc = self.tail_len >= 2 && self.tail[self.tail_len - 2] == b'/';
+                let len = usize::try_from(s.name.len).unwrap_or(usize::MAX);
+                (
+                    sc,
+                    if len > self.cap {
+                        NAME_PREFIX + 17
+                    } else {
+                        len
+                    },
+                )
+            }
+        };
+        if self_closing {
+            return true;
+        }
+        self.open.push(name);
+        self.open_bytes = self.open_bytes.saturating_add(name);
+        if self.open.len() <= MAX_DEPTH && self.open_bytes <= self.cap.max(MIN_OPEN_BYTES) {
+            return true;
+        }
+        let pending: u64 = self.credits.iter().map(|c| c.1).sum();
+        let handed = memchr::memchr_iter(b'\n', &self.out[self.pos..self.ready]).count() as u64;
+        let line = match &self.skip {
+            Some(_) => self.tok_line,
+            None => self.lines + handed + pending + 1,
+        };
+        self.out.truncate(self.ready);
+        self.skip = None;
+        self.stop = Some(TooDeep {
+            line,
+            message: format!(
+                "elements nested deeper than {MAX_DEPTH}, or open element names over {} \
+                 bytes together; the rest of the file is not read",
+                self.cap.max(MIN_OPEN_BYTES)
+            ),
+        });
+        false
+    }
+
     /// The current token is complete: hand it on, or its replacement.
     fn end_token(&mut self) {
+        if matches!(self.tok, Tok::Start(_) | Tok::End(_)) && !self.nest() {
+            return;
+        }
         let Some(s) = self.skip.take() else {
             self.ready = self.out.len();
             return;
@@ -508,7 +620,7 @@ impl Lex {
     /// Lexes all of `chunk`.
     fn step(&mut self, chunk: &[u8]) {
         let mut i = 0;
-        while i < chunk.len() {
+        while i < chunk.len() && self.stop.is_none() {
             let rest = &chunk[i..];
             match self.tok {
                 Tok::Text => match memchr::memchr(b'<', rest) {
@@ -1070,5 +1182,41 @@ mod tests {
             let (_, _, lines) = run(&text, 4 + round % 24);
             assert_eq!(lines, nl, "{text:?}");
         }
+    }
+
+    #[test]
+    fn nesting_stops_at_the_limits() {
+        let deep = |n: usize, name: &str| {
+            let mut x = String::from("<?xml version=\"1.0\"?>\n<users>\n");
+            for _ in 0..n {
+                x.push_str(&format!("<{name}>\n"));
+            }
+            x
+        };
+        let read = |xml: &str, cap: usize| {
+            let (dec, _) = DecodeReader::new(xml.as_bytes()).unwrap();
+            let mut b = Bounded::new(dec, cap);
+            let mut out = Vec::new();
+            let e = b.read_to_end(&mut out).err();
+            (out.len(), e)
+        };
+        // The root and MAX_DEPTH - 1 more: read to the end.
+        let xml = deep(MAX_DEPTH - 1, "a");
+        let (n, e) = read(&xml, 4096);
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(n, xml.len());
+        // One more: stopped at that start tag, on its line.
+        let xml = deep(MAX_DEPTH, "a");
+        let (n, e) = read(&xml, 4096);
+        let e = e.expect("stopped");
+        let t = too_deep(&e).expect("a TooDeep stop");
+        assert_eq!(t.line, MAX_DEPTH as u64 + 2);
+        assert_eq!(n, xml.len() - "<a>\n".len());
+        // Open names over the limit together stop it too (the fourth
+        // here, on line 6), self-closing ones not.
+        let (_, e) = read(&deep(5, &"n".repeat(20_000)), 32 << 10);
+        assert_eq!(e.as_ref().and_then(too_deep).map(|t| t.line), Some(6));
+        let (_, e) = read(&deep(50, &format!("{}/", "n".repeat(20_000))), 32 << 10);
+        assert!(e.is_none());
     }
 }

@@ -713,6 +713,11 @@ fn run_parse<R: Read>(
 /// A read of an input failed: a finding about the input where the error
 /// says the input is at fault, else a failure of the run.
 fn input_failed(w: &mut Walker, e: std::io::Error, path: &Path) -> Result<()> {
+    // Nesting past the limits stops the read like a parse error does.
+    if let Some(t) = bound::too_deep(&e) {
+        w.file_finding(Code::NotWellFormed, t.line, t.message.clone());
+        return Ok(());
+    }
     match zipin::tripped(&e) {
         Some(msg) => {
             w.file_finding(Code::ZipBomb, 0, msg);

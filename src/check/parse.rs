@@ -393,8 +393,13 @@ fn start(
             return Ok(());
         }
     }
+    // Once a user is cut short nothing more of it is kept: an element
+    // opened now is never attached, so it holds no name or attributes
+    // (they are still parsed, for their errors), however many levels
+    // are open.
+    let discard = st.too_large;
     let mut node = Node {
-        name,
+        name: if discard { String::new() } else { name },
         line,
         ..Node::default()
     };
@@ -409,6 +414,9 @@ fn start(
                         String::new()
                     }
                 };
+                if discard {
+                    continue;
+                }
                 let (clean, removed) = crate::map::rules::strip_forbidden(&value);
                 node.forbidden += removed;
                 node.attrs.push((key, clean.into_owned()));
