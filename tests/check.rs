@@ -525,3 +525,275 @@ fn repack_rejects_unknown_codes_and_text_between_users_is_reported() {
     assert_status(&out, 3);
     assert_eq!(findings(&json), [("unexpected_text".into(), 3, None)]);
 }
+
+#[test]
+fn nested_zips_are_reported_and_not_repacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = fs::read(data("empty_date.xml")).unwrap();
+    let inner = dir.path().join("inner.zip");
+    zip_of(&inner, &[("more.xml", &ok)]);
+    let inner = fs::read(&inner).unwrap();
+    let outer = dir.path().join("outer.zip");
+    // One by its name, one only by its bytes, one posing as XML.
+    zip_of(
+        &outer,
+        &[
+            ("users.xml", &ok),
+            ("more_users.zip", &inner),
+            ("more_users.dat", &inner),
+            ("zipped.xml", &inner),
+        ],
+    );
+    let (out, json) = check(&[&outer], &[]);
+    assert_status(&out, 3);
+    let entries: Vec<(String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "nested_zip")
+        .map(|f| {
+            (
+                f["entry"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["more_users.zip", "more_users.dat", "zipped.xml"]);
+    assert!(entries[0].1.contains("cannot be read"), "{}", entries[0].1);
+    assert_eq!(json["users"], 1);
+    assert_eq!(
+        json["files"][0]["entries"],
+        serde_json::json!(["users.xml"])
+    );
+
+    // repack refuses: publishing the outer users alone would drop the
+    // inner ones silently.
+    let out_dir = dir.path().join("out");
+    let out = repack(&out_dir, &[&outer], &["--max-reject-rate", "100"]);
+    assert_status(&out, 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nested_zip"), "{err}");
+    assert!(!out_dir.exists(), "nothing published");
+}
+
+/// Runs `cmd` to its end; its exit status, stdout and peak resident set
+/// in KiB (from the kernel's accounting of that one child).
+#[cfg(target_os = "linux")]
+// The child is reaped by wait4, which std's wait cannot stand in for: it
+// alone returns the child's resource usage.
+#[allow(clippy::zombie_processes)]
+fn run_peak(cmd: &mut std::process::Command) -> (i32, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run patronload");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status), "status {status}");
+    (libc::WEXITSTATUS(status), stdout, ru.ru_maxrss as u64)
+}
+
+/// Writes `len` bytes of letters to `w` in 1 MiB blocks: mostly `a`, a
+/// pseudo-random letter every 1..1200 bytes, so it deflates about 150:1,
+/// under the 250:1 bomb limit (as a real attack would keep it).
+fn write_letters(w: &mut impl Write, len: usize) {
+    let mut block = vec![b'a'; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut i = 0;
+    while i < block.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        block[i] = b'b' + (x % 25) as u8;
+        i += 1 + (x >> 32) as usize % 1200;
+    }
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len());
+        w.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+}
+
+/// Each input is generated as a stream (never held); each is several
+/// times the bound, so a reader buffering the node could not pass.
+const HUGE: usize = 96 << 20;
+/// The peak a check of them may take.
+const MAX_RSS_KIB: u64 = 100 * 1024;
+
+#[cfg(target_os = "linux")]
+#[test]
+fn huge_attribute_in_a_zip_is_reported_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("attr.zip");
+    {
+        let mut w = zip::ZipWriter::new(fs::File::create(&zip).unwrap());
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(1));
+        w.start_file("users.xml", opts).unwrap();
+        w.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user x=\"")
+            .unwrap();
+        write_letters(&mut w, HUGE);
+        w.write_all(
+            b"\">\n    <primary_id>P1</primary_id>\n  </user>\n  <user>\n    \
+              <primary_id>P2</primary_id>\n  </user>\n</users>\n",
+        )
+        .unwrap();
+        w.finish().unwrap();
+    }
+    let packed = fs::metadata(&zip).unwrap().len();
+    assert!(
+        packed < HUGE as u64 / 50,
+        "{packed} bytes: compressible like the attack"
+    );
+    let (code, stdout, peak) = run_peak(patronload().args(["check", "--json"]).arg(&zip));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, 3, "{stdout}");
+    // Under the bomb limit, so only the value is reported, and the user
+    // after it is read as usual.
+    assert_eq!(
+        findings(&json),
+        [("value_too_large".into(), 3, Some(String::new()))]
+    );
+    assert_eq!(json["users"], 2);
+    assert!(peak <= MAX_RSS_KIB, "peak RSS {peak} KiB");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn huge_attribute_and_element_name_in_xml_are_reported_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let attr = dir.path().join("attr.xml");
+    {
+        let mut f = std::io::BufWriter::new(fs::File::create(&attr).unwrap());
+        f.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user>\n    <primary_id>P1</primary_id>\n    <user_group x=\"").unwrap();
+        write_letters(&mut f, HUGE);
+        f.write_all(b"\">UG</user_group>\n  </user>\n</users>\n")
+            .unwrap();
+        f.flush().unwrap();
+    }
+    let name = dir.path().join("name.xml");
+    {
+        let mut f = std::io::BufWriter::new(fs::File::create(&name).unwrap());
+        f.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user>\n    <primary_id>P1</primary_id>\n    <n").unwrap();
+        write_letters(&mut f, HUGE);
+        f.write_all(
+            b"/>\n  </user>\n  <user>\n    <primary_id>P2</primary_id>\n  </user>\n</users>\n",
+        )
+        .unwrap();
+        f.flush().unwrap();
+    }
+    for (path, users) in [(&attr, 1), (&name, 2)] {
+        let (code, stdout, peak) = run_peak(patronload().args(["check", "--json"]).arg(path));
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(code, 3, "{stdout}");
+        assert_eq!(
+            findings(&json),
+            [("value_too_large".into(), 5, Some("P1".into()))],
+            "{}",
+            path.display()
+        );
+        assert_eq!(json["users"], users);
+        assert!(
+            peak <= MAX_RSS_KIB,
+            "{}: peak RSS {peak} KiB",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn repack_rejects_a_user_with_a_value_over_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.xml");
+    let note = "x".repeat(2 << 20);
+    fs::write(
+        &p,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user>\n    \
+             <primary_id>P1</primary_id>\n    <job_description>{note}</job_description>\n  \
+             </user>\n  <user>\n    <primary_id>P2</primary_id>\n  </user>\n</users>\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = repack(&out_dir, &[&p], &["--max-reject-rate", "100"]);
+    assert_status(&out, 0);
+    let rows = util::rejects(&out_dir);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0]["primary_id"].as_str(),
+            rows[0]["reason"].as_str(),
+            rows[0]["line"].as_str()
+        ),
+        ("P1", "value_too_large", "5")
+    );
+    assert_eq!(util::summary(&out_dir)["users_written"], 1);
+}
+
+#[test]
+fn findings_quoting_huge_names_are_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("names.xml");
+    let name = "é".repeat(50_000);
+    fs::write(
+        &p,
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <{name}/>\n  <user>\n    \
+             <primary_id>P1</primary_id>\n    <{name}/>\n  </user>\n</users>\n"
+        ),
+    )
+    .unwrap();
+    let (out, json) = check(&[&p], &[]);
+    assert_status(&out, 3);
+    let f = json["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    for f in f {
+        assert_eq!(f["code"], "unknown_element");
+        let m = f["message"].as_str().unwrap();
+        assert!(m.len() <= 1024 + 3 && m.ends_with('…'), "{} bytes", m.len());
+        assert!(m.contains("ééé"));
+    }
+}
+
+#[test]
+fn nesting_past_the_limit_stops_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("deep.xml");
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n  <user>\n    \
+         <primary_id>P1</primary_id>\n  </user>\n  <user>\n",
+    );
+    for _ in 0..5000 {
+        xml.push_str("<a>\n");
+    }
+    fs::write(&p, xml).unwrap();
+    let (out, json) = check(&[&p], &[]);
+    assert_status(&out, 3);
+    // The root and the user are two levels: the 999th <a> is one too many.
+    assert_eq!(findings(&json), [("not_well_formed".into(), 1005, None)]);
+    assert!(json["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nested deeper than 1000"));
+    assert_eq!(json["users"], 1);
+    let out_dir = dir.path().join("out");
+    assert_status(&repack(&out_dir, &[&p], &[]), 1);
+    assert!(!out_dir.exists());
+}

@@ -12,6 +12,7 @@
 //! Findings carry file, entry, line, primary id, reason code and a
 //! message; never a name, email or address.
 
+mod bound;
 pub mod codes;
 mod decode;
 pub mod parse;
@@ -103,6 +104,9 @@ pub enum Code {
     UnknownCode,
     /// A user larger than the per-user limit.
     UserTooLarge,
+    /// A name, attribute value or text node over the per-user limit; the
+    /// rest of the user is not read.
+    ValueTooLarge,
     /// A zip entry name escapes its folder, or an entry is a symlink.
     UnsafeZip,
     /// A zip entry's sizes betray a decompression bomb.
@@ -111,6 +115,8 @@ pub enum Code {
     ZipUnreadable,
     /// A zip entry that is not an XML file, or a zip without one.
     NotXmlEntry,
+    /// A zip inside the zip: its users cannot be read.
+    NestedZip,
     /// More XML files in one zip than Alma takes.
     FilesPerZip,
     /// A zip over the size limit.
@@ -154,10 +160,12 @@ impl Code {
             IdRepeatedInUser => "id_repeated_in_user",
             UnknownCode => "unknown_code",
             UserTooLarge => "user_too_large",
+            ValueTooLarge => "value_too_large",
             UnsafeZip => "unsafe_zip",
             ZipBomb => "zip_bomb",
             ZipUnreadable => "zip_unreadable",
             NotXmlEntry => "not_xml_entry",
+            NestedZip => "nested_zip",
             FilesPerZip => "files_per_zip",
             ZipTooLarge => "zip_too_large",
             DirectoryBudget => "directory_budget",
@@ -204,6 +212,7 @@ impl Code {
         Code::UnsafeZip,
         Code::ZipBomb,
         Code::ZipUnreadable,
+        Code::NestedZip,
     ];
 }
 
@@ -302,7 +311,9 @@ pub struct CheckOptions {
     /// reported. By default 1 MiB (a real user is a few kilobytes).
     pub max_user_bytes: usize,
     /// Findings kept in the report; the rest are only counted. By
-    /// default 10,000, so memory stays bounded on a broken 2 GB file.
+    /// default 10,000, so memory stays bounded on a broken 2 GB file
+    /// (a kept message is cut at 1 KiB, its primary id and field at 256
+    /// bytes).
     pub max_findings: usize,
     /// How identifiers compare. By default case-insensitively, as Alma
     /// compares them for institutions set up since 2018.
@@ -386,8 +397,34 @@ struct Walker<'o> {
     users_here: u64,
 }
 
+/// Bytes of a kept finding's message; beyond, it is cut (a message quotes
+/// names and values, which may be up to the per-user cap each).
+const MAX_MESSAGE: usize = 1024;
+/// Bytes of a kept finding's primary id and field.
+const MAX_LABEL: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (at a character boundary), marking
+/// the cut, so kept findings stay small whatever the input holds.
+fn clip(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}
+
 impl Walker<'_> {
-    fn push(&mut self, f: Finding) {
+    fn push(&mut self, mut f: Finding) {
+        clip(&mut f.message, MAX_MESSAGE);
+        if let Some(p) = f.primary_id.as_mut() {
+            clip(p, MAX_LABEL);
+        }
+        if let Some(p) = f.field.as_mut() {
+            clip(p, MAX_LABEL);
+        }
         self.report.findings_total += 1;
         *self
             .report
@@ -454,7 +491,18 @@ impl ParseSink for Sink<'_, '_, '_> {
                 ),
             });
         }
-        rules::check_user(node, w.opts.codes.as_ref(), &mut issues);
+        if let Some((line, message)) = &u.value_too_large {
+            issues.push(Issue {
+                code: Code::ValueTooLarge,
+                line: *line,
+                field: "user".into(),
+                message: message.clone(),
+            });
+        } else {
+            // A user read only in part would show made-up gaps (missing
+            // fields) if its rules ran.
+            rules::check_user(node, w.opts.codes.as_ref(), &mut issues);
+        }
         let primary_id = node.child_text("primary_id").unwrap_or("");
         // A user Alma would reject claims nothing: its identifiers stay
         // free for later users, as in `convert` (the "chain" case).
@@ -658,34 +706,44 @@ fn run_parse<R: Read>(
     match parse::parse(rdr, limits, &mut sink) {
         Ok(()) => Ok(()),
         Err(ParseError::Sink(e)) => Err(e),
-        Err(ParseError::Io(e)) => match zipin::tripped(&e) {
-            Some(msg) => {
-                sink.w.file_finding(Code::ZipBomb, 0, msg);
+        Err(ParseError::Io(e)) => input_failed(sink.w, e, path),
+    }
+}
+
+/// A read of an input failed: a finding about the input where the error
+/// says the input is at fault, else a failure of the run.
+fn input_failed(w: &mut Walker, e: std::io::Error, path: &Path) -> Result<()> {
+    // Nesting past the limits stops the read like a parse error does.
+    if let Some(t) = bound::too_deep(&e) {
+        w.file_finding(Code::NotWellFormed, t.line, t.message.clone());
+        return Ok(());
+    }
+    match zipin::tripped(&e) {
+        Some(msg) => {
+            w.file_finding(Code::ZipBomb, 0, msg);
+            Ok(())
+        }
+        None => match e.kind() {
+            // The zip crate reports corrupt data (bad CRC, bad
+            // deflate stream) as InvalidData: a finding about the
+            // input, not a failure of the run.
+            // The zip crate stops an entry inflating past its declared
+            // size itself, before our guard; that is the bomb case.
+            std::io::ErrorKind::InvalidData
+                if e.to_string().contains("larger than its declared") =>
+            {
+                w.file_finding(
+                    Code::ZipBomb,
+                    0,
+                    format!("the entry inflates past its declared size: {e}"),
+                );
                 Ok(())
             }
-            None => match e.kind() {
-                // The zip crate reports corrupt data (bad CRC, bad
-                // deflate stream) as InvalidData: a finding about the
-                // input, not a failure of the run.
-                // The zip crate stops an entry inflating past its declared
-                // size itself, before our guard; that is the bomb case.
-                std::io::ErrorKind::InvalidData
-                    if e.to_string().contains("larger than its declared") =>
-                {
-                    sink.w.file_finding(
-                        Code::ZipBomb,
-                        0,
-                        format!("the entry inflates past its declared size: {e}"),
-                    );
-                    Ok(())
-                }
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-                    sink.w
-                        .file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {e}"));
-                    Ok(())
-                }
-                _ => Err(Error::io(path, e)),
-            },
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {e}"));
+                Ok(())
+            }
+            _ => Err(Error::io(path, e)),
         },
     }
 }
@@ -723,6 +781,35 @@ fn walk_zip(
     }
     for e in entries {
         w.source.entry = Some(e.name.clone());
+        let named_zip = e.name.to_ascii_lowercase().ends_with(".zip");
+        // The first bytes tell a zip whatever the entry is called.
+        let opened = ar.by_index(e.index);
+        let mut head = [0u8; 4];
+        let (file, peeked) = match opened {
+            Ok(f) => {
+                let mut g = zipin::Guard::new(f, e.size);
+                let n = read_head(&mut g, &mut head);
+                (Some(g), n)
+            }
+            Err(err) => {
+                if e.is_xml {
+                    w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {err}"));
+                    continue;
+                }
+                (None, Ok(0))
+            }
+        };
+        let magic = matches!(&peeked, Ok(4) if zipin::is_zip_magic(&head));
+        if named_zip || magic {
+            w.file_finding(
+                Code::NestedZip,
+                0,
+                "a zip inside the zip: its users cannot be read (Alma does not open nested \
+                 zips); unpack it and give its XML files instead"
+                    .into(),
+            );
+            continue;
+        }
         if !e.is_xml {
             w.file_finding(
                 Code::NotXmlEntry,
@@ -731,18 +818,33 @@ fn walk_zip(
             );
             continue;
         }
+        let (Some(g), n) = (file, peeked) else {
+            continue;
+        };
         entries_read.push(e.name.clone());
         w.labels.push(w.source.label());
         visitor.source(&w.source)?;
-        let file = match ar.by_index(e.index) {
-            Ok(f) => f,
-            Err(err) => {
-                w.file_finding(Code::ZipUnreadable, 0, format!("entry unreadable: {err}"));
-                continue;
+        match n {
+            Ok(n) => {
+                let rdr = std::io::Read::chain(&head[..n], g);
+                run_parse(w, rdr, limits, visitor, path)?;
             }
-        };
-        let guarded = zipin::Guard::new(file, e.size);
-        run_parse(w, guarded, limits, visitor, path)?;
+            Err(err) => input_failed(w, err, path)?,
+        }
     }
     Ok(())
+}
+
+/// Reads up to `head.len()` bytes (fewer only at the end).
+fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }

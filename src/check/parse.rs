@@ -13,6 +13,7 @@ use std::io::Read;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
+use super::bound::{Bounded, Kind, Overflow};
 use super::decode::{DecodeReader, Sniffed};
 use super::schema;
 use super::Code;
@@ -72,6 +73,9 @@ pub(crate) struct ParsedUser {
     pub(crate) invalid_utf8: Vec<u64>,
     /// The user was larger than the limit and was cut short.
     pub(crate) too_large: bool,
+    /// A name, attribute value or text node of the user was over the cap:
+    /// its line and what it was. The rest of the user was not read.
+    pub(crate) value_too_large: Option<(u64, String)>,
 }
 
 /// Receives what [`parse`] finds, in document order.
@@ -85,9 +89,14 @@ pub(crate) trait ParseSink {
 /// Limits on one user, so a hostile file cannot make us hold it whole.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ParseLimits {
-    /// Bytes of text and names one user may hold.
+    /// Bytes of text and names one user may hold; also the cap on one
+    /// name, tag or text node (at least [`MIN_TOKEN_CAP`]).
     pub(crate) max_user_bytes: usize,
 }
+
+/// The smallest cap on one tag or text node, whatever `max_user_bytes`
+/// is: an XML declaration must fit.
+pub(crate) const MIN_TOKEN_CAP: usize = 4096;
 
 /// What went wrong below the parser: the input itself failed (I/O, or a
 /// zip entry tripped its limits).
@@ -155,6 +164,7 @@ struct State {
     user_depth: Option<usize>,
     user_bytes: usize,
     too_large: bool,
+    value_too_large: Option<(u64, String)>,
     root_seen: bool,
     root_closed: bool,
     max_user_bytes: usize,
@@ -172,7 +182,8 @@ pub(crate) fn parse<R: Read>(
     for p in encoding_problems(&sniffed) {
         sink.problem(p).map_err(ParseError::Sink)?;
     }
-    let mut rdr = Reader::from_reader(dec);
+    let cap = limits.max_user_bytes.max(MIN_TOKEN_CAP);
+    let mut rdr = Reader::from_reader(Bounded::new(dec, cap));
     rdr.config_mut().check_end_names = true;
     let mut buf = Vec::with_capacity(1 << 12);
     let mut st = State {
@@ -181,6 +192,7 @@ pub(crate) fn parse<R: Read>(
         user_depth: None,
         user_bytes: 0,
         too_large: false,
+        value_too_large: None,
         root_seen: false,
         root_closed: false,
         max_user_bytes: limits.max_user_bytes,
@@ -216,6 +228,17 @@ pub(crate) fn parse<R: Read>(
                 );
             }
         };
+        // A token over the cap was replaced by a short one; it is
+        // reported with the element it belongs to: after a start tag is
+        // opened, before anything else is handled.
+        let over = rdr.get_mut().take_overflow();
+        let (over_now, over_after_start) = match ev {
+            Event::Start(_) | Event::Empty(_) => (None, over),
+            _ => (over, None),
+        };
+        if let Some(o) = over_now {
+            overflow(&mut st, o, cap, sink)?;
+        }
         let was_first = std::mem::replace(&mut first, false);
         match ev {
             Event::Decl(_) => {
@@ -244,10 +267,16 @@ pub(crate) fn parse<R: Read>(
             Event::Start(e) => {
                 start(&mut st, &e, line, sink)?;
                 st.depth += 1;
+                if let Some(o) = over_after_start {
+                    overflow(&mut st, o, cap, sink)?;
+                }
             }
             Event::Empty(e) => {
                 start(&mut st, &e, line, sink)?;
                 st.depth += 1;
+                if let Some(o) = over_after_start {
+                    overflow(&mut st, o, cap, sink)?;
+                }
                 end(&mut st, &mut rdr, sink)?;
             }
             Event::End(_) => end(&mut st, &mut rdr, sink)?,
@@ -347,6 +376,7 @@ fn start(
             st.user_depth = Some(st.depth);
             st.user_bytes = 0;
             st.too_large = false;
+            st.value_too_large = None;
         } else {
             if st.depth == 1 {
                 let (code, what) = if schema::V1_NAMES.contains(&name.as_str()) {
@@ -363,8 +393,13 @@ fn start(
             return Ok(());
         }
     }
+    // Once a user is cut short nothing more of it is kept: an element
+    // opened now is never attached, so it holds no name or attributes
+    // (they are still parsed, for their errors), however many levels
+    // are open.
+    let discard = st.too_large;
     let mut node = Node {
-        name,
+        name: if discard { String::new() } else { name },
         line,
         ..Node::default()
     };
@@ -379,6 +414,9 @@ fn start(
                         String::new()
                     }
                 };
+                if discard {
+                    continue;
+                }
                 let (clean, removed) = crate::map::rules::strip_forbidden(&value);
                 node.forbidden += removed;
                 node.attrs.push((key, clean.into_owned()));
@@ -401,7 +439,7 @@ fn start(
 
 fn end<R: Read>(
     st: &mut State,
-    rdr: &mut Reader<DecodeReader<R>>,
+    rdr: &mut Reader<Bounded<R>>,
     sink: &mut dyn ParseSink,
 ) -> Result<(), ParseError> {
     st.depth = st.depth.saturating_sub(1);
@@ -430,11 +468,51 @@ fn end<R: Read>(
     }
     let last = rdr.get_ref().lines() + 1;
     let invalid_utf8 = rdr.get_mut().take_invalid_through(last);
-    let too_large = std::mem::take(&mut st.too_large);
+    let value_too_large = st.value_too_large.take();
+    // Cut short for a value over the cap is reported as that alone.
+    let too_large = std::mem::take(&mut st.too_large) && value_too_large.is_none();
     sink.user(ParsedUser {
         node,
         invalid_utf8,
         too_large,
+        value_too_large,
+    })
+    .map_err(ParseError::Sink)
+}
+
+/// Reports a token [`Bounded`] replaced: inside a user, the user is
+/// marked and not collected further; outside, a file-level problem.
+/// Comments, processing instructions and whitespace between users carry
+/// nothing, so dropping them loses nothing.
+fn overflow(
+    st: &mut State,
+    o: Overflow,
+    cap: usize,
+    sink: &mut dyn ParseSink,
+) -> Result<(), ParseError> {
+    let in_user = st.user_depth.is_some();
+    let what = match o.kind {
+        Kind::Other => return Ok(()),
+        Kind::Text { blank: true } if !in_user => return Ok(()),
+        Kind::Name => "an element name",
+        Kind::StartTag => "a start tag (an attribute value)",
+        Kind::EndTag => "an end tag",
+        Kind::Text { .. } => "a text node",
+    };
+    if in_user {
+        st.too_large = true;
+        if st.value_too_large.is_none() {
+            st.value_too_large = Some((
+                o.line,
+                format!("{what} longer than {cap} bytes; the rest of the user is not read"),
+            ));
+        }
+        return Ok(());
+    }
+    sink.problem(Problem {
+        code: Code::ValueTooLarge,
+        line: o.line,
+        message: format!("{what} longer than {cap} bytes outside any user; skipped"),
     })
     .map_err(ParseError::Sink)
 }
@@ -551,5 +629,32 @@ mod tests {
         );
         assert!(c.users[0].too_large);
         assert!(c.users[0].node.children.is_empty());
+    }
+
+    #[test]
+    fn values_over_the_cap_are_reported_where_they_start() {
+        let big = "x\n".repeat(3000);
+        let blank = " \n".repeat(3000);
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<users>\n<user>\n<primary_id>P1</primary_id>\n\
+             <note a=\"{big}\"><b>{big}</b></note>\n</user>\n{blank}<user>\n\
+             <primary_id>P2</primary_id>\n</user>\n{big}<user><primary_id>P3</primary_id>\
+             </user>\n</users>\n"
+        );
+        let c = run(&xml, 64);
+        // P1: the attribute on line 5 is reported; the text after it is
+        // not collected.
+        let u = &c.users[0];
+        assert_eq!(u.node.child_text("primary_id"), Some("P1"));
+        assert_eq!(u.value_too_large.as_ref().map(|v| v.0), Some(5));
+        assert!(!u.too_large);
+        assert_eq!(u.node.children.len(), 1);
+        // Whitespace between users is no finding; P2 keeps its lines.
+        let u = &c.users[1];
+        assert_eq!((u.node.line, u.value_too_large.is_none()), (9007, true));
+        // Text between users: a file-level finding where it starts.
+        assert_eq!(c.problems, [(Code::ValueTooLarge, 9010)]);
+        assert_eq!(c.users[2].node.line, 12010);
+        assert_eq!(c.users.len(), 3);
     }
 }

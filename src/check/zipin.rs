@@ -59,6 +59,12 @@ pub(crate) enum Plan {
     Entries(Vec<EntryPlan>),
 }
 
+/// Whether `head` (a file's first four bytes) opens a zip: a local file
+/// header, an empty zip's end record, or a spanned zip's marker.
+pub(crate) fn is_zip_magic(head: &[u8; 4]) -> bool {
+    matches!(head, b"PK\x03\x04" | b"PK\x05\x06" | b"PK\x07\x08")
+}
+
 /// Why an entry name is unsafe, if it is.
 pub(crate) fn unsafe_name(name: &str) -> Option<&'static str> {
     let b = name.as_bytes();
