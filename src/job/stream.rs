@@ -3,14 +3,14 @@
 //! 1. **Keys.** Every record is mapped (in parallel, in input order) but
 //!    only what precedence and identifier claims need is kept, compactly:
 //!    the person key (each distinct key stored once), the group rank, the
-//!    line, and the identifier values. A record whose person was already
-//!    seen also keeps its identifiers, emails and phones when the job
-//!    merges: it may lose to an earlier winner that the second pass writes
-//!    before reaching it.
+//!    line, and the identifier values.
 //! 2. **Decisions.** [`decide`] runs over the records of people seen more
 //!    than once; the winners claim their identifiers in output order, then
 //!    merged identifiers are claimed, exactly as when every user was held
-//!    in memory. The keys, values and claims are dropped.
+//!    in memory. The keys, values and claims are dropped. When the job
+//!    merges, the superseded records that come *after* their winner are
+//!    mapped once more (the others are reached before their winner in the
+//!    next pass) and their identifiers, emails and phones kept.
 //! 3. **Users.** Every record is read and mapped again and streamed:
 //!    rejects in record order, winners serialized, merged and compressed
 //!    as they come, losers only noted for `duplicates.csv`.
@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufWriter;
+use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, unbounded};
 use rayon::prelude::*;
@@ -56,6 +57,8 @@ const LOSER: u8 = 2;
 const WINNER: u8 = 4;
 /// Represents its person and claimed its identifiers.
 const WRITTEN: u8 = 8;
+/// Superseded by a winner that comes before it and merges.
+const AHEAD: u8 = 16;
 
 /// No person key (no match value, or not mapped).
 const NO_PERSON: u32 = u32::MAX;
@@ -205,7 +208,6 @@ enum KeyItem {
         key: Option<(usize, usize)>,
         rank: u32,
         ids_end: usize,
-        material: Option<Box<Material>>,
     },
 }
 
@@ -345,6 +347,51 @@ enum UserItem {
     Changed,
 }
 
+/// Users collected into XML documents of `per_file` users, exactly as
+/// `EntryBuilder` does, but in buffers that compression hands back: a
+/// fresh 40 MB buffer per document would be page-faulted in anew each
+/// time. At most one buffer more than the documents in flight exists.
+struct Documents {
+    buf: Vec<u8>,
+    users: u64,
+    per_file: u64,
+    /// Length of the longest document so far, to size a new buffer.
+    last_len: usize,
+    back: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl Documents {
+    /// Appends one serialized `<user>`; returns the document (and its
+    /// user count) when it has become full.
+    fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            match self.back.try_recv() {
+                Ok(buf) => self.buf = buf,
+                Err(_) => self.buf.reserve(self.last_len + self.last_len / 32),
+            }
+            self.buf.clear();
+            self.buf.extend_from_slice(xml::HEADER);
+        }
+        self.buf.extend_from_slice(user_xml);
+        self.users += 1;
+        if self.users == self.per_file {
+            return self.take();
+        }
+        None
+    }
+
+    /// The document being filled, if it holds any users.
+    fn take(&mut self) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            return None;
+        }
+        self.buf.extend_from_slice(xml::FOOTER);
+        self.last_len = self.last_len.max(self.buf.len());
+        let users = std::mem::take(&mut self.users);
+        Some((std::mem::take(&mut self.buf), users))
+    }
+}
+
 fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
     // A handful of groups per chunk: a scan is faster than hashing.
     if let Some(i) = groups.iter().position(|x| x == g) {
@@ -400,7 +447,6 @@ pub(super) fn run(
     let mut line: Vec<u64> = Vec::new();
     let mut flags: Vec<u8> = Vec::new();
     let mut ids = IdValues::default();
-    let mut kept: HashMap<usize, Box<Material>> = HashMap::new();
     // Records read by the end of each input, and each input's source.
     let mut file_ends: Vec<usize> = Vec::new();
     let file_source: Vec<usize> = job
@@ -439,13 +485,10 @@ pub(super) fn run(
                         .get(xml::group_of(&user))
                         .copied()
                         .unwrap_or(unranked);
-                    let material =
-                        (merge && key.is_some()).then(|| Box::new(Material::of(user, rec.line)));
                     KeyItem::Mapped {
                         key,
                         rank,
                         ids_end: out.ids.len(),
-                        material,
                     }
                 }
             };
@@ -483,7 +526,6 @@ pub(super) fn run(
                             key,
                             rank: r,
                             ids_end,
-                            material,
                         } => {
                             flags.push(MAPPED);
                             rank.push(r);
@@ -498,9 +540,6 @@ pub(super) fn run(
                                     let (p, seen) = people.intern(&chunk.text[a..b])?;
                                     if seen {
                                         seen_twice[p as usize] = true;
-                                        if let Some(mat) = material {
-                                            kept.insert(line.len() - 1, mat);
-                                        }
                                     } else {
                                         seen_twice.push(false);
                                     }
@@ -625,12 +664,44 @@ pub(super) fn run(
         merges.push(per_loser);
     }
     drop((claims, ids, line));
-    // Keep only what a winner written before its loser will merge.
-    kept.retain(|&l, _| {
-        winner_of
-            .get(&l)
-            .is_some_and(|&w| w < l && flags[w] & WRITTEN != 0)
-    });
+    // What a winner written before its loser merges from it.
+    let mut ahead = 0usize;
+    if merge {
+        for p in &persons {
+            if flags[p.winner] & WRITTEN != 0 {
+                for &(l, _) in p.losers.iter().filter(|&&(l, _)| l > p.winner) {
+                    flags[l] |= AHEAD;
+                    ahead += 1;
+                }
+            }
+        }
+    }
+    let mut kept: HashMap<usize, Box<Material>> = HashMap::with_capacity(ahead);
+    if ahead > 0 {
+        let flags = &flags;
+        let map_ahead = |m: &Mapper, recs: &[RawRecord]| {
+            let mut spare = Vec::new();
+            let mut stats = MapStats::default();
+            recs.iter()
+                .filter(|rec| flags.get(rec.number as usize - 1).copied().unwrap_or(0) & AHEAD != 0)
+                .map(|rec| {
+                    let user = map_record(m, rec, &mut spare, &mut stats).ok();
+                    (
+                        rec.number as usize - 1,
+                        user.map(|u| Box::new(Material::of(u, rec.line))),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        ctx.scan(map_ahead, |ev| {
+            if let Event::Batch { chunks, .. } = ev {
+                for (i, mat) in chunks.into_iter().flatten() {
+                    kept.insert(i, mat.ok_or_else(changed)?);
+                }
+            }
+            Ok(())
+        })?;
+    }
 
     // 3. Users.
     let (level, mtime) = (opts.limits.compression_level, zip_time(opts.as_of));
@@ -638,8 +709,15 @@ pub(super) fn run(
     let mut users_by_source = vec![0u64; job.sources.len()];
     let mut rows: HashMap<usize, Row> = HashMap::new();
     let flags = &flags;
+    // Chunk XML buffers go back for reuse once consumed: fresh ones for
+    // every chunk would be page-faulted in anew, a gigabyte per million
+    // users.
+    let spare_xml: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     let map_users = |m: &Mapper, recs: &[RawRecord]| {
         let mut out = UserChunk::default();
+        if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
+            out.xml = buf;
+        }
         let mut spare = Vec::new();
         for rec in recs {
             let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
@@ -670,6 +748,14 @@ pub(super) fn run(
         let _ = tok_tx.send(());
     }
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
+    let (doc_back, docs_back) = unbounded::<Vec<u8>>();
+    let mut docs = Documents {
+        buf: Vec::new(),
+        users: 0,
+        per_file: opts.limits.users_per_file,
+        last_len: 0,
+        back: docs_back,
+    };
     let parts = std::thread::scope(|ts| -> Result<_> {
         let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
         let mut seq = 0u64;
@@ -678,10 +764,12 @@ pub(super) fn run(
             tok_rx
                 .recv()
                 .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
-            let (tx, n) = (ent_tx.clone(), seq);
+            let (tx, back, n) = (ent_tx.clone(), doc_back.clone(), seq);
             seq += 1;
             pool.spawn(move || {
-                let _ = tx.send((n, compress_entry(&doc, users, level, mtime)));
+                let entry = compress_entry(&doc, users, level, mtime);
+                let _ = back.send(doc);
+                let _ = tx.send((n, entry));
             });
             Ok(())
         };
@@ -729,8 +817,8 @@ pub(super) fn run(
                             }
                             UserItem::Xml(end, g) => {
                                 users_by_source[si] += 1;
-                                let doc =
-                                    em.accept(&chunk.xml[prev..end], &chunk.groups[g as usize]);
+                                em.count_written(&chunk.groups[g as usize]);
+                                let doc = docs.add(&chunk.xml[prev..end]);
                                 prev = end;
                                 if let Some(doc) = doc {
                                     submit(doc)?;
@@ -779,18 +867,24 @@ pub(super) fn run(
                                     users_by_source[si] += 1;
                                     user_xml.clear();
                                     xml::write_user(&mut user_xml, &user);
-                                    if let Some(doc) = em.accept(&user_xml, &group) {
+                                    em.count_written(&group);
+                                    if let Some(doc) = docs.add(&user_xml) {
                                         submit(doc)?;
                                     }
                                 }
                             }
                         }
                     }
+                    let mut buf = chunk.xml;
+                    buf.clear();
+                    if let Ok(mut v) = spare_xml.lock() {
+                        v.push(buf);
+                    }
                 }
             }
             Ok(())
         });
-        let consumed = consumed.and_then(|()| match em.last_document() {
+        let consumed = consumed.and_then(|()| match docs.take() {
             Some(last) => submit(last),
             None => Ok(()),
         });
