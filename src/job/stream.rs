@@ -888,7 +888,6 @@ pub(super) fn run(
             Some(last) => submit(last),
             None => Ok(()),
         });
-        drop(submit);
         drop(ent_tx);
         let placed = placer_thread
             .join()
