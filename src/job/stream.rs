@@ -39,7 +39,7 @@ use crate::map::Mapper;
 use crate::model::{Email, Identifier, Phone, User, UserField};
 use crate::package::{compress_entry, zip_time, Placer};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
-use crate::source::{decode_input, Dialect, Extract, RawRecord};
+use crate::source::{decode_input, Dialect, Extract, RawRecord, ShardReader};
 use crate::xml;
 
 /// Records read per parallel round: enough to amortize the hand-off,
@@ -100,7 +100,7 @@ impl Ctx<'_> {
         let job = &self.opts.job;
         let mut file = 0u32;
         let mut number = 0u64;
-        let mut recs: Vec<RawRecord> = Vec::new();
+        let (mut recs, mut ahead): (Vec<RawRecord>, Vec<RawRecord>) = (Vec::new(), Vec::new());
         for (si, src) in job.sources.iter().enumerate() {
             let mut mapper: Option<Mapper> = None;
             for path in &src.inputs {
@@ -127,36 +127,36 @@ impl Ctx<'_> {
                     )?,
                 };
                 let mut rdr = x.reader(x.whole());
-                loop {
-                    let mut n = 0;
-                    while n < BATCH {
-                        if n == recs.len() {
-                            recs.push(RawRecord::new());
-                        }
-                        if !rdr
-                            .next_record(number + 1, &mut recs[n])
-                            .map_err(|e| csv_err(self.base, file as usize, e))?
-                        {
-                            break;
-                        }
-                        number += 1;
-                        n += 1;
-                    }
-                    if n == 0 {
-                        break;
-                    }
+                let err = |e| csv_err(self.base, file as usize, e);
+                let mut n = fill(&mut rdr, &mut recs, &mut number, err)?;
+                while n > 0 {
+                    // The next batch is parsed while this one is mapped.
+                    let more = n == BATCH;
                     let batch = &recs[..n];
-                    let chunks: Vec<C> = self
-                        .pool
-                        .install(|| batch.par_chunks(CHUNK).map(|c| map_chunk(&m, c)).collect());
+                    let (chunks, next) = self.pool.install(|| {
+                        rayon::join(
+                            || {
+                                batch
+                                    .par_chunks(CHUNK)
+                                    .map(|c| map_chunk(&m, c))
+                                    .collect::<Vec<C>>()
+                            },
+                            || {
+                                if more {
+                                    fill(&mut rdr, &mut ahead, &mut number, err)
+                                } else {
+                                    Ok(0)
+                                }
+                            },
+                        )
+                    });
                     take(Event::Batch {
                         source: si,
                         recs: batch,
                         chunks,
                     })?;
-                    if n < BATCH {
-                        break;
-                    }
+                    std::mem::swap(&mut recs, &mut ahead);
+                    n = next?;
                 }
                 take(Event::EndFile {
                     file,
@@ -169,6 +169,28 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Reads up to `BATCH` records into `recs`, numbering them on from
+/// `number`; returns how many it read.
+fn fill(
+    rdr: &mut ShardReader,
+    recs: &mut Vec<RawRecord>,
+    number: &mut u64,
+    err: impl Fn(csv::Error) -> Error,
+) -> Result<usize> {
+    let mut n = 0;
+    while n < BATCH {
+        if n == recs.len() {
+            recs.push(RawRecord::new());
+        }
+        if !rdr.next_record(*number + 1, &mut recs[n]).map_err(&err)? {
+            break;
+        }
+        *number += 1;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// A superseded record's identifiers, emails and phones, kept for the
