@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! gen_extract --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
+//! gen_extract --employees --rows N --seed S --students M [--overlap F] [--collide F] --out PATH
 //! ```
 //!
 //! `--out -` writes the extract to stdout. A one-line summary goes to stderr.
@@ -12,10 +13,11 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use patronload::gen::{generate, GenOptions};
+use patronload::gen::{generate, generate_employees, EmployeeOptions, GenOptions};
 
 const USAGE: &str = "\
 usage: gen_extract --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
+       gen_extract --employees --rows N --seed S --students M [--overlap F] [--collide F] --out PATH
 
 Writes a synthetic SIS extract (CSV) with known defects, and optionally the
 ground truth (one row per record: line,record,primary_id,outcome,reason,kind).
@@ -25,11 +27,20 @@ ground truth (one row per record: line,record,primary_id,outcome,reason,kind).
   --dup-rate F    fraction of duplicate-identifier records, 0..=1 (default 0.03)
   --bad-rate F    fraction of otherwise defective records, 0..=1 (default 0.03)
   --out PATH      extract file, or - for stdout
-  --truth PATH    ground-truth CSV file (not written when absent)";
+  --truth PATH    ground-truth CSV file (not written when absent)
+
+With --employees, writes an HR extract instead (examples/job/employees.toml)
+that overlaps the student extract of M rows, for multi-feed jobs:
+
+  --students M    rows of the student extract it overlaps (required)
+  --overlap F     fraction of employees who are also students (default 0.1)
+  --collide F     fraction of the others holding a student's barcode (default 0.002)";
 
 /// Parsed command line.
 struct Args {
     opts: GenOptions,
+    /// Set with `--employees`: write an HR extract instead.
+    employees: Option<EmployeeOptions>,
     out: String,
     truth: Option<String>,
 }
@@ -39,6 +50,7 @@ struct Args {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut opts = GenOptions::default();
     let (mut rows, mut seed, mut out, mut truth) = (None, None, None, None);
+    let (mut employees, mut students, mut overlap, mut collide) = (false, None, 0.1, 0.002);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -48,6 +60,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--bad-rate" => opts.bad_rate = rate(&flag, &value()?)?,
             "--out" => out = Some(value()?),
             "--truth" => truth = Some(value()?),
+            "--employees" => employees = true,
+            "--students" => students = Some(number(&flag, &value()?)?),
+            "--overlap" => overlap = rate(&flag, &value()?)?,
+            "--collide" => collide = rate(&flag, &value()?)?,
             _ => return Err(format!("unknown argument `{flag}`")),
         }
     }
@@ -56,8 +72,20 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     if opts.dup_rate + opts.bad_rate > 1.0 {
         return Err("--dup-rate and --bad-rate add up to more than 1".into());
     }
+    let employees = if employees {
+        Some(EmployeeOptions {
+            rows: opts.rows,
+            seed: opts.seed,
+            students: students.ok_or("--employees needs --students")?,
+            overlap,
+            collide,
+        })
+    } else {
+        None
+    };
     Ok(Args {
         opts,
+        employees,
         out: out.ok_or("--out is required")?,
         truth,
     })
@@ -81,6 +109,20 @@ fn create(path: &str) -> io::Result<File> {
 
 fn run(args: &Args) -> io::Result<()> {
     let start = Instant::now();
+    if let Some(e) = &args.employees {
+        let rows = if args.out == "-" {
+            generate_employees(e, io::stdout().lock())?
+        } else {
+            generate_employees(e, create(&args.out)?)?
+        };
+        eprintln!(
+            "gen_extract: {rows} employee rows (seed {}), overlapping {} students; {:.2}s",
+            e.seed,
+            e.students,
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let truth: Box<dyn Write> = match &args.truth {
         Some(p) => Box::new(create(p)?),
         None => Box::new(io::sink()),

@@ -257,29 +257,12 @@ impl<'o> Emitter<'o> {
         self.read
     }
 
-    /// Sets how identifiers are compared, before the first claim.
-    pub(crate) fn set_identifier_case(&mut self, case: crate::profile::IdentifierCase) {
-        self.ids = Some(IdSet::new(case));
-    }
-
     /// Makes room in the identifier set for what the rest of the run is
     /// expected to claim (see [`IdSet::reserve`]).
     pub(crate) fn reserve_ids(&mut self, records: usize, values: usize, bytes: usize) {
         if let Some(ids) = self.ids.as_mut() {
             ids.reserve(records, values, bytes);
         }
-    }
-
-    /// Claims identifier values (first wins, in call order), returning
-    /// the collision itself for callers that word their own reject.
-    pub(crate) fn claim_conflict<'a>(
-        &mut self,
-        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
-        owner: Owner,
-    ) -> std::result::Result<(), Conflict> {
-        self.ids
-            .get_or_insert_with(Default::default)
-            .claim_values(values, owner)
     }
 
     /// Claims a mapped user's identifiers (first wins, in call order).
@@ -377,6 +360,13 @@ impl<'o> Emitter<'o> {
         if let Some(looks) = encoding_suspect(dialect, text) {
             self.suspects.push((file, looks));
         }
+    }
+
+    /// Records an input that looks like another encoding than declared
+    /// (what [`encoding_suspect`] found), for callers that read it
+    /// elsewhere (jobs).
+    pub(crate) fn note_suspect(&mut self, file: u32, looks: &'static str) {
+        self.suspects.push((file, looks));
     }
 
     /// Closes the accounting of one input file.

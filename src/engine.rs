@@ -186,7 +186,7 @@ impl Groups {
 
 /// A compressed document on its way to the placer, with its sequence
 /// number.
-type Compressed = (u64, Result<Entry>);
+pub(crate) type Compressed = (u64, Result<Entry>);
 
 /// Runs the conversion of all inputs; returns the finished zip parts.
 pub(crate) fn run(
@@ -509,7 +509,7 @@ fn consume(
 /// sequence order, returning a token for each so the consumer may start
 /// another. After an error it keeps draining (so nobody waits forever)
 /// and reports the first error at the end.
-fn place_in_order(
+pub(crate) fn place_in_order(
     mut placer: Placer,
     rx: Receiver<Compressed>,
     tokens: Sender<()>,

@@ -449,3 +449,128 @@ fn job_sources_decode_their_own_encoding() {
         .unwrap();
     assert_status(&o, 0);
 }
+
+/// Merging on generated feeds, with a source split over two files: a
+/// superseded record may come before its winner (read again in the second
+/// pass) or after it (kept from the first), and whichever it is, every
+/// value `duplicates.csv` lists as merged is in the winner's user, every
+/// value it lists as not merged is not, and the winner carries one email
+/// per address merged.
+#[test]
+fn merged_values_reach_the_winner_whichever_record_comes_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let students = GenOptions {
+        rows: 12_000,
+        seed: 31,
+        dup_rate: 0.0,
+        bad_rate: 0.0,
+    };
+    generate(
+        &students,
+        fs::File::create(dir.join("students.csv")).unwrap(),
+        std::io::sink(),
+    )
+    .unwrap();
+    let mut hr = Vec::new();
+    let employees = EmployeeOptions {
+        rows: 12_000,
+        seed: 37,
+        students: students.rows,
+        overlap: 0.3,
+        collide: 0.01,
+    };
+    generate_employees(&employees, &mut hr).unwrap();
+    // Two files of one layout, each with the header.
+    let hr = String::from_utf8(hr).unwrap();
+    let (header, body) = hr.split_once('\n').unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    let (a, b) = lines.split_at(lines.len() / 2);
+    for (name, part) in [("hr1.csv", a), ("hr2.csv", b)] {
+        fs::write(dir.join(name), format!("{header}\n{}\n", part.join("\n"))).unwrap();
+    }
+    let job = dir.join("job.toml");
+    fs::write(
+        &job,
+        format!(
+            "[people]\ngroup_rank = [\"FACULTY\", \"STAFF\", \"GRAD\", \"UNDERGRAD\"]\nmerge = true\n\n\
+             [[source]]\nname = \"students\"\nprofile = {:?}\ninputs = [\"students.csv\"]\n\n\
+             [[source]]\nname = \"employees\"\nprofile = {:?}\ninputs = [\"hr1.csv\", \"hr2.csv\"]\n",
+            root().join("examples/students.toml"),
+            root().join("examples/job/employees.toml"),
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    assert_status(&run_job(&job, &out, &["--max-reject-rate", "100"]), 0);
+    assert_books(&out);
+
+    let mut users: HashMap<String, String> = HashMap::new();
+    for (_, xml) in xml_entries(&out) {
+        for user in xml.split("<user>").skip(1) {
+            let id = user.split("<primary_id>").nth(1).unwrap();
+            let id = id.split('<').next().unwrap().to_string();
+            users.insert(id, user.to_string());
+        }
+    }
+    let (mut before, mut after, mut left) = (0, 0, 0);
+    let mut emails_merged: HashMap<String, usize> = HashMap::new();
+    for r in csv::Reader::from_path(out.join("duplicates.csv"))
+        .unwrap()
+        .records()
+    {
+        let r = r.unwrap();
+        if &r[5] != "written" {
+            continue;
+        }
+        let user = &users[&r[0]];
+        let merged: Vec<&str> = r[12].split(';').filter(|v| !v.is_empty()).collect();
+        for v in &merged {
+            match v.strip_prefix("BARCODE:") {
+                Some(code) => assert!(user.contains(&format!("<value>{code}</value>")), "{r:?}"),
+                None if v.starts_with("email from line ") => {
+                    *emails_merged.entry(r[0].to_string()).or_default() += 1
+                }
+                None => assert!(v.starts_with("phone from line "), "{r:?}"),
+            }
+        }
+        for v in r[13].split(';').filter(|v| !v.is_empty()) {
+            let code = v
+                .strip_prefix("BARCODE:")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            assert!(!user.contains(&format!("<value>{code}</value>")), "{r:?}");
+            left += 1;
+        }
+        if merged.iter().any(|v| v.starts_with("BARCODE:")) {
+            // Students come first in the job: a superseded student record
+            // was read before an employee winner.
+            match (&r[1], &r[6]) {
+                ("employees", "students") => before += 1,
+                ("students", "employees") => after += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        before > 100 && after > 100,
+        "{before} before, {after} after"
+    );
+    assert!(left > 0, "no merged value was taken by someone else");
+    for (id, n) in &emails_merged {
+        // Merged emails join as non-preferred: the user keeps one
+        // preferred email, its own.
+        let user = &users[id];
+        assert!(
+            user.matches("<email preferred=\"true\"").count() <= 1,
+            "{id}"
+        );
+        assert!(
+            user.matches("<email preferred=\"false\"").count() >= *n,
+            "{id}"
+        );
+    }
+    assert!(!emails_merged.is_empty());
+}

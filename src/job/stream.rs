@@ -1,0 +1,1073 @@
+//! `convert --job` in two passes, in memory like a single feed.
+//!
+//! 1. **Keys.** Every record is mapped (in parallel, in input order) but
+//!    only what precedence and identifier claims need is kept, compactly:
+//!    the person key (each distinct key stored once), the group rank, the
+//!    line, and the identifier values.
+//! 2. **Decisions.** [`decide`] runs over the records of people seen more
+//!    than once; the winners claim their identifiers in output order, then
+//!    merged identifiers are claimed, exactly as when every user was held
+//!    in memory. The keys, values and claims are dropped. When the job
+//!    merges, the superseded records that come *after* their winner are
+//!    mapped once more (the others are reached before their winner in the
+//!    next pass) and their identifiers, emails and phones kept.
+//! 3. **Users.** Every record is read and mapped again and streamed:
+//!    rejects in record order, winners serialized, merged and compressed
+//!    as they come, losers only noted for `duplicates.csv`.
+//!
+//! Mapping is a pure function of the record, so both passes see the same
+//! users; the second pass checks it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufWriter;
+use std::sync::Mutex;
+
+use crossbeam_channel::{bounded, unbounded};
+use rayon::prelude::*;
+
+use super::decide::{decide, Candidate, Rule};
+use super::{
+    first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
+    DUPLICATES_HEADER,
+};
+use crate::convert::{csv_err, finish, hidden_temp, map_record, ConvertOptions, Emitter, Extras};
+use crate::dedupe::{IdSet, Owner};
+use crate::engine::{place_in_order, Compressed};
+use crate::error::{Error, Result};
+use crate::input::Input;
+use crate::map::Mapper;
+use crate::model::{Email, Identifier, Phone, User, UserField};
+use crate::package::{compress_entry, zip_time, Placer};
+use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
+use crate::source::{decode_input, Dialect, Extract, RawRecord, ShardReader};
+use crate::xml;
+
+/// Records read per parallel round: enough to amortize the hand-off,
+/// small enough to keep the round's users in memory.
+const BATCH: usize = 4096;
+
+/// Records mapped per parallel task.
+const CHUNK: usize = 256;
+
+/// Record flags, one byte per record.
+const MAPPED: u8 = 1;
+/// Superseded by another record of the same person.
+const LOSER: u8 = 2;
+/// Represents a person seen more than once.
+const WINNER: u8 = 4;
+/// Represents its person and claimed its identifiers.
+const WRITTEN: u8 = 8;
+/// Superseded by a winner that comes before it and merges.
+const AHEAD: u8 = 16;
+
+/// No person key (no match value, or not mapped).
+const NO_PERSON: u32 = u32::MAX;
+
+/// What both passes share: the job, the flattened input list and the pool.
+struct Ctx<'a> {
+    opts: &'a JobOptions,
+    base: &'a ConvertOptions,
+    dialects: &'a [Dialect],
+    pool: rayon::ThreadPool,
+}
+
+/// What [`Ctx::scan`] hands over, in input order.
+enum Event<'b, C> {
+    /// One batch of records of source `source`, and its chunks' results.
+    Batch {
+        source: usize,
+        recs: &'b [RawRecord],
+        chunks: Vec<C>,
+    },
+    /// The end of input `file`: the blank lines after its last record,
+    /// and the records read so far in the run.
+    EndFile {
+        file: u32,
+        trailing_blank: u64,
+        records: u64,
+        /// What the input looks like when declared UTF-8 but is not (see
+        /// [`crate::convert::encoding_suspect`]).
+        suspect: Option<&'static str>,
+    },
+}
+
+impl Ctx<'_> {
+    /// Reads every record of every source in input order, `BATCH` at a
+    /// time; maps each batch on the pool in chunks with `map_chunk` and
+    /// hands the chunks, in order, to `take`, and the end of each input.
+    fn scan<C: Send>(
+        &self,
+        map_chunk: impl Fn(&Mapper, &[RawRecord]) -> C + Sync,
+        mut take: impl FnMut(Event<'_, C>) -> Result<()>,
+    ) -> Result<()> {
+        let job = &self.opts.job;
+        let mut file = 0u32;
+        let mut number = 0u64;
+        let (mut recs, mut ahead): (Vec<RawRecord>, Vec<RawRecord>) = (Vec::new(), Vec::new());
+        for (si, src) in job.sources.iter().enumerate() {
+            let mut mapper: Option<Mapper> = None;
+            for path in &src.inputs {
+                let input = Input::open(path, self.opts.mmap)?;
+                let text = decode_input(path, input.bytes(), &self.dialects[si])?;
+                let x = Extract::open_text(path, file, &text, &self.dialects[si])?;
+                let m = match mapper.take() {
+                    Some(m) if m.columns() != x.columns.as_slice() => {
+                        return Err(Error::Input {
+                            path: path.clone(),
+                            line: Some(1),
+                            message: format!(
+                                "the columns differ from the first input of source `{}`",
+                                src.name
+                            ),
+                        })
+                    }
+                    Some(m) => m,
+                    None => Mapper::new(&src.profile, &x.columns, self.opts.as_of).map_err(
+                        |message| Error::Profile {
+                            path: src.profile_path.clone(),
+                            message,
+                        },
+                    )?,
+                };
+                let mut rdr = x.reader(x.whole());
+                let err = |e| csv_err(self.base, file as usize, e);
+                let mut n = fill(&mut rdr, &mut recs, &mut number, err)?;
+                while n > 0 {
+                    // The next batch is parsed while this one is mapped.
+                    let more = n == BATCH;
+                    let batch = &recs[..n];
+                    let (chunks, next) = self.pool.install(|| {
+                        rayon::join(
+                            || {
+                                batch
+                                    .par_chunks(CHUNK)
+                                    .map(|c| map_chunk(&m, c))
+                                    .collect::<Vec<C>>()
+                            },
+                            || {
+                                if more {
+                                    fill(&mut rdr, &mut ahead, &mut number, err)
+                                } else {
+                                    Ok(0)
+                                }
+                            },
+                        )
+                    });
+                    take(Event::Batch {
+                        source: si,
+                        recs: batch,
+                        chunks,
+                    })?;
+                    std::mem::swap(&mut recs, &mut ahead);
+                    n = next?;
+                }
+                take(Event::EndFile {
+                    file,
+                    trailing_blank: rdr.trailing_blank(),
+                    records: number,
+                    suspect: crate::convert::encoding_suspect(&self.dialects[si], &text),
+                })?;
+                file += 1;
+                mapper = Some(m);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads up to `BATCH` records into `recs`, numbering them on from
+/// `number`; returns how many it read.
+fn fill(
+    rdr: &mut ShardReader,
+    recs: &mut Vec<RawRecord>,
+    number: &mut u64,
+    err: impl Fn(csv::Error) -> Error,
+) -> Result<usize> {
+    let mut n = 0;
+    while n < BATCH {
+        if n == recs.len() {
+            recs.push(RawRecord::new());
+        }
+        if !rdr.next_record(*number + 1, &mut recs[n]).map_err(&err)? {
+            break;
+        }
+        *number += 1;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A superseded record's identifiers, emails and phones, kept for the
+/// winner that merges them.
+struct Material {
+    line: u64,
+    identifiers: Vec<Identifier>,
+    emails: Vec<Email>,
+    phones: Vec<Phone>,
+}
+
+impl Material {
+    fn of(user: User, line: u64) -> Material {
+        Material {
+            line,
+            identifiers: user.identifiers,
+            emails: user.emails,
+            phones: user.phones,
+        }
+    }
+}
+
+/// First-pass result of one chunk: per record, whether it mapped, and if
+/// so its key and identifier values as ranges of one text buffer.
+#[derive(Default)]
+struct KeyChunk {
+    items: Vec<KeyItem>,
+    text: String,
+    /// `(type, start, end, is_primary)`; types index `types`.
+    ids: Vec<(u16, usize, usize, bool)>,
+    types: Vec<String>,
+}
+
+enum KeyItem {
+    Rejected,
+    Mapped {
+        key: Option<(usize, usize)>,
+        rank: u32,
+        ids_end: usize,
+    },
+}
+
+/// Person keys, each stored once, numbered in order of first appearance.
+struct People {
+    table: hashbrown::HashTable<u32>,
+    ends: Vec<usize>,
+    text: String,
+    hasher: ahash::RandomState,
+}
+
+fn key_at<'t>(ends: &[usize], text: &'t str, p: u32) -> &'t str {
+    let p = p as usize;
+    let start = if p == 0 { 0 } else { ends[p - 1] };
+    &text[start..ends[p]]
+}
+
+impl People {
+    fn new() -> People {
+        People {
+            table: hashbrown::HashTable::new(),
+            ends: Vec::new(),
+            text: String::new(),
+            // The hash decides only the table layout, never an outcome.
+            hasher: ahash::RandomState::with_seeds(0x7e0, 0x91e, 0x5eed, 0x0b5),
+        }
+    }
+
+    fn key(&self, p: u32) -> &str {
+        key_at(&self.ends, &self.text, p)
+    }
+
+    /// The person with `key`, and whether they were seen before.
+    fn intern(&mut self, key: &str) -> Result<(u32, bool)> {
+        let h = self.hasher.hash_one(key);
+        let (ends, text) = (&self.ends, &self.text);
+        if let Some(&p) = self.table.find(h, |&p| key_at(ends, text, p) == key) {
+            return Ok((p, true));
+        }
+        let p = u32::try_from(self.ends.len())
+            .ok()
+            .filter(|&p| p != NO_PERSON)
+            .ok_or_else(|| Error::Invariant("more than 4 billion people in one job".into()))?;
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+        let (ends, text, hasher) = (&self.ends, &self.text, &self.hasher);
+        self.table
+            .insert_unique(h, p, |&q| hasher.hash_one(key_at(ends, text, q)));
+        Ok((p, false))
+    }
+}
+
+/// Every record's identifier values in claim order (primary id first),
+/// back to back in one buffer.
+#[derive(Default)]
+struct IdValues {
+    text: String,
+    /// Per value: its end in `text`, its type (index into `types`) and
+    /// whether it is the primary id.
+    values: Vec<(usize, u16, bool)>,
+    /// Per record: the end of its values in `values`.
+    records: Vec<usize>,
+    types: Vec<String>,
+}
+
+impl IdValues {
+    /// The values of record `i` (0-based), as `IdSet::claim_values` takes
+    /// them.
+    fn of(&self, i: usize) -> impl Iterator<Item = (&str, &str, bool)> {
+        let a = if i == 0 { 0 } else { self.records[i - 1] };
+        (a..self.records[i]).map(move |v| {
+            let start = if v == 0 { 0 } else { self.values[v - 1].0 };
+            let (end, t, primary) = self.values[v];
+            (
+                self.types[t as usize].as_str(),
+                &self.text[start..end],
+                primary,
+            )
+        })
+    }
+
+    fn type_index(&mut self, t: &str) -> u16 {
+        match self.types.iter().position(|x| x == t) {
+            Some(i) => i as u16,
+            None => {
+                self.types.push(t.to_string());
+                (self.types.len() - 1) as u16
+            }
+        }
+    }
+}
+
+/// A person seen more than once: record indexes (0-based numbers).
+struct Person {
+    winner: usize,
+    losers: Vec<(usize, Rule)>,
+}
+
+/// What a winner took from one superseded record, and what it left.
+#[derive(Default)]
+struct Merge {
+    /// Positions in the loser's identifiers of those merged.
+    ids: Vec<usize>,
+    took: Vec<String>,
+    left: Vec<String>,
+}
+
+/// What `duplicates.csv` says about one record of a person seen more
+/// than once.
+struct Row {
+    file: u32,
+    line: u64,
+    group: String,
+    primary_id: String,
+    /// The match value as the record has it (winners only).
+    key: String,
+}
+
+/// Second-pass result of one chunk.
+#[derive(Default)]
+struct UserChunk {
+    items: Vec<UserItem>,
+    xml: Vec<u8>,
+    groups: Vec<String>,
+    stats: MapStats,
+    /// Fields left out of a record (index in `items`, its report id),
+    /// for `warnings.csv`.
+    warnings: Vec<(usize, String, Vec<Fail>)>,
+}
+
+enum UserItem {
+    Rejected(String, Fail),
+    /// A winner of its own: `xml[previous end..end]`, its group.
+    Xml(usize, u32),
+    /// A winner of its own that lost an identifier: its primary id.
+    Taken(String),
+    /// A record of a person seen more than once.
+    Member(Box<User>),
+    /// Mapped now but not in the first pass.
+    Changed,
+}
+
+/// Users collected into XML documents of `per_file` users, exactly as
+/// `EntryBuilder` does, but in buffers that compression hands back: a
+/// fresh 40 MB buffer per document would be page-faulted in anew each
+/// time. At most one buffer more than the documents in flight exists.
+struct Documents {
+    buf: Vec<u8>,
+    users: u64,
+    per_file: u64,
+    /// Length of the longest document so far, to size a new buffer.
+    last_len: usize,
+    back: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl Documents {
+    /// Appends one serialized `<user>`; returns the document (and its
+    /// user count) when it has become full.
+    fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            match self.back.try_recv() {
+                Ok(buf) => self.buf = buf,
+                Err(_) => self.buf.reserve(self.last_len + self.last_len / 32),
+            }
+            self.buf.clear();
+            self.buf.extend_from_slice(xml::HEADER);
+        }
+        self.buf.extend_from_slice(user_xml);
+        self.users += 1;
+        if self.users == self.per_file {
+            return self.take();
+        }
+        None
+    }
+
+    /// The document being filled, if it holds any users.
+    fn take(&mut self) -> Option<(Vec<u8>, u64)> {
+        if self.users == 0 {
+            return None;
+        }
+        self.buf.extend_from_slice(xml::FOOTER);
+        self.last_len = self.last_len.max(self.buf.len());
+        let users = std::mem::take(&mut self.users);
+        Some((std::mem::take(&mut self.buf), users))
+    }
+}
+
+fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
+    // A handful of groups per chunk: a scan is faster than hashing.
+    if let Some(i) = groups.iter().position(|x| x == g) {
+        return i as u32;
+    }
+    groups.push(g.to_string());
+    (groups.len() - 1) as u32
+}
+
+fn changed() -> Error {
+    Error::Invariant("a record mapped differently in the second pass".into())
+}
+
+/// Runs a job in two passes; see the module documentation.
+pub(super) fn run(
+    opts: &JobOptions,
+    base: &ConvertOptions,
+    dialects: &[Dialect],
+    prefix: &str,
+) -> Result<crate::convert::Outcome> {
+    let job = &opts.job;
+    let threads = match opts.engine {
+        crate::convert::Engine::Reference => 1,
+        crate::convert::Engine::Parallel { threads, .. } => threads,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invariant(format!("thread pool: {e}")))?;
+    let ctx = Ctx {
+        opts,
+        base,
+        dialects,
+        pool,
+    };
+    let mut em = Emitter::new(base)?;
+    let case = first_case(job);
+    let merge = job.people.merge;
+    let rank_of: BTreeMap<&str, u32> = job
+        .people
+        .group_rank
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i as u32))
+        .collect();
+    let unranked = job.people.group_rank.len() as u32;
+
+    // 1. Keys.
+    let mut people = People::new();
+    let mut seen_twice: Vec<bool> = Vec::new();
+    let mut person: Vec<u32> = Vec::new();
+    let mut rank: Vec<u32> = Vec::new();
+    let mut line: Vec<u64> = Vec::new();
+    let mut flags: Vec<u8> = Vec::new();
+    let mut ids = IdValues::default();
+    // Records read by the end of each input, and each input's source.
+    let mut file_ends: Vec<usize> = Vec::new();
+    let file_source: Vec<usize> = job
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
+        .collect();
+    let mut records_by_source = vec![0u64; job.sources.len()];
+    let map_keys = |m: &Mapper, recs: &[RawRecord]| {
+        let mut out = KeyChunk::default();
+        let mut stats = MapStats::default();
+        let mut spare = Vec::new();
+        for rec in recs {
+            let item = match map_record(m, rec, &mut spare, &mut stats) {
+                Err(_) => KeyItem::Rejected,
+                Ok(user) => {
+                    let key = match_value(&user, &job.people.match_on).map(|v| {
+                        let start = out.text.len();
+                        out.text.push_str(&person_key(v, case));
+                        (start, out.text.len())
+                    });
+                    for (t, v, p) in crate::convert::id_values(&user) {
+                        let t = match out.types.iter().position(|x| x == t) {
+                            Some(i) => i,
+                            None => {
+                                out.types.push(t.to_string());
+                                out.types.len() - 1
+                            }
+                        };
+                        let start = out.text.len();
+                        out.text.push_str(v);
+                        out.ids.push((t as u16, start, out.text.len(), p));
+                    }
+                    let rank = rank_of
+                        .get(xml::group_of(&user))
+                        .copied()
+                        .unwrap_or(unranked);
+                    KeyItem::Mapped {
+                        key,
+                        rank,
+                        ids_end: out.ids.len(),
+                    }
+                }
+            };
+            out.items.push(item);
+        }
+        out
+    };
+    ctx.scan(map_keys, |ev| {
+        let (si, batch, chunks) = match ev {
+            Event::EndFile { records, .. } => {
+                file_ends.push(records as usize);
+                return Ok(());
+            }
+            Event::Batch {
+                source,
+                recs,
+                chunks,
+            } => (source, recs, chunks),
+        };
+        {
+            records_by_source[si] += batch.len() as u64;
+            let mut recs = batch.iter();
+            for chunk in chunks {
+                let mut prev_ids = 0;
+                for item in chunk.items {
+                    let rec = recs.next().ok_or_else(changed)?;
+                    line.push(rec.line);
+                    match item {
+                        KeyItem::Rejected => {
+                            flags.push(0);
+                            person.push(NO_PERSON);
+                            rank.push(0);
+                        }
+                        KeyItem::Mapped {
+                            key,
+                            rank: r,
+                            ids_end,
+                        } => {
+                            flags.push(MAPPED);
+                            rank.push(r);
+                            for &(t, a, b, p) in &chunk.ids[prev_ids..ids_end] {
+                                let t = ids.type_index(&chunk.types[t as usize]);
+                                ids.text.push_str(&chunk.text[a..b]);
+                                ids.values.push((ids.text.len(), t, p));
+                            }
+                            prev_ids = ids_end;
+                            let p = match key {
+                                Some((a, b)) => {
+                                    let (p, seen) = people.intern(&chunk.text[a..b])?;
+                                    if seen {
+                                        seen_twice[p as usize] = true;
+                                    } else {
+                                        seen_twice.push(false);
+                                    }
+                                    p
+                                }
+                                None => NO_PERSON,
+                            };
+                            person.push(p);
+                        }
+                    }
+                    ids.records.push(ids.values.len());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let file_of = |i: usize| file_ends.partition_point(|&end| end <= i);
+
+    // 2. Decisions, over the records of people seen more than once.
+    let mut members: Vec<usize> = Vec::new();
+    let mut cands: Vec<Candidate> = Vec::new();
+    for (i, &p) in person.iter().enumerate() {
+        if p != NO_PERSON && seen_twice[p as usize] {
+            members.push(i);
+            cands.push(Candidate {
+                key: Some(people.key(p).to_string()),
+                rank: rank[i],
+                source: file_source[file_of(i)] as u16,
+                number: i as u64 + 1,
+            });
+        }
+    }
+    drop((people, person, rank, seen_twice));
+    let decisions = decide(&cands);
+    drop(cands);
+    let persons: Vec<Person> = decisions
+        .people
+        .into_iter()
+        .map(|d| Person {
+            winner: members[d.winner],
+            losers: d
+                .losers
+                .into_iter()
+                .map(|(l, rule)| (members[l], rule))
+                .collect(),
+        })
+        .collect();
+    drop(members);
+    let mut winner_of: HashMap<usize, usize> = HashMap::new();
+    let mut person_of: HashMap<usize, usize> = HashMap::new();
+    for (pi, p) in persons.iter().enumerate() {
+        flags[p.winner] |= WINNER;
+        person_of.insert(p.winner, pi);
+        for &(l, _) in &p.losers {
+            flags[l] |= LOSER;
+            winner_of.insert(l, p.winner);
+        }
+    }
+
+    // Winners claim their identifiers in output order, first wins.
+    let mut claims = IdSet::new(case);
+    claims.reserve(line.len(), ids.values.len(), ids.text.len());
+    let mut lost: HashMap<usize, Fail> = HashMap::new();
+    for i in 0..flags.len() {
+        if flags[i] & MAPPED == 0 || flags[i] & LOSER != 0 {
+            continue;
+        }
+        let owner = Owner {
+            file: file_of(i) as u32,
+            line: line[i],
+        };
+        match claims.claim_values(ids.of(i), owner) {
+            Ok(()) => flags[i] |= WRITTEN,
+            Err(c) => {
+                lost.insert(i, taken(&c, &base.inputs, source_name(job, c.owner.file)));
+            }
+        }
+    }
+    // Then merged identifiers, after every winner's own, so a merged
+    // value never costs another person their record.
+    let mut merges: Vec<Vec<Merge>> = Vec::with_capacity(persons.len());
+    for p in &persons {
+        let mut per_loser = Vec::with_capacity(p.losers.len());
+        let merging = merge && flags[p.winner] & WRITTEN != 0;
+        let owner = Owner {
+            file: file_of(p.winner) as u32,
+            line: line[p.winner],
+        };
+        let mut has: Vec<String> = if merging {
+            ids.of(p.winner)
+                .map(|(_, v, _)| person_key(v, case))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for &(l, _) in &p.losers {
+            let mut m = Merge::default();
+            if merging {
+                for (pos, (t, v, _)) in ids.of(l).filter(|&(_, _, primary)| !primary).enumerate() {
+                    let key = person_key(v, case);
+                    if has.contains(&key) {
+                        continue;
+                    }
+                    let label = format!("{t}:{}", v.trim());
+                    match claims.claim_values(std::iter::once((t, v, false)), owner) {
+                        Ok(()) => {
+                            m.took.push(label);
+                            m.ids.push(pos);
+                            has.push(key);
+                        }
+                        Err(c) => m.left.push(format!(
+                            "{label} (taken by line {} of {}, source {})",
+                            c.owner.line,
+                            base.inputs[c.owner.file as usize].display(),
+                            source_name(job, c.owner.file)
+                        )),
+                    }
+                }
+            }
+            per_loser.push(m);
+        }
+        merges.push(per_loser);
+    }
+    drop((claims, ids, line));
+    // What a winner written before its loser merges from it.
+    let mut ahead = 0usize;
+    if merge {
+        for p in &persons {
+            if flags[p.winner] & WRITTEN != 0 {
+                for &(l, _) in p.losers.iter().filter(|&&(l, _)| l > p.winner) {
+                    flags[l] |= AHEAD;
+                    ahead += 1;
+                }
+            }
+        }
+    }
+    let mut kept: HashMap<usize, Box<Material>> = HashMap::with_capacity(ahead);
+    if ahead > 0 {
+        let flags = &flags;
+        let map_ahead = |m: &Mapper, recs: &[RawRecord]| {
+            let mut spare = Vec::new();
+            let mut stats = MapStats::default();
+            recs.iter()
+                .filter(|rec| flags.get(rec.number as usize - 1).copied().unwrap_or(0) & AHEAD != 0)
+                .map(|rec| {
+                    let user = map_record(m, rec, &mut spare, &mut stats).ok();
+                    (
+                        rec.number as usize - 1,
+                        user.map(|u| Box::new(Material::of(u, rec.line))),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        ctx.scan(map_ahead, |ev| {
+            if let Event::Batch { chunks, .. } = ev {
+                for (i, mat) in chunks.into_iter().flatten() {
+                    kept.insert(i, mat.ok_or_else(changed)?);
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    // 3. Users.
+    let (level, mtime) = (opts.limits.compression_level, zip_time(opts.as_of));
+    let placer = Placer::new(&opts.out_dir, prefix, opts.limits);
+    let mut users_by_source = vec![0u64; job.sources.len()];
+    let mut rows: HashMap<usize, Row> = HashMap::new();
+    let flags = &flags;
+    // Chunk XML buffers go back for reuse once consumed: fresh ones for
+    // every chunk would be page-faulted in anew, a gigabyte per million
+    // users.
+    let spare_xml: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let map_users = |m: &Mapper, recs: &[RawRecord]| {
+        let mut out = UserChunk::default();
+        if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
+            out.xml = buf;
+        }
+        let mut spare = Vec::new();
+        for rec in recs {
+            let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
+            let result = map_record(m, rec, &mut spare, &mut out.stats);
+            let warnings = out.stats.take_warnings();
+            if !warnings.is_empty() {
+                out.warnings
+                    .push((out.items.len(), m.report_id(&rec.fields), warnings));
+            }
+            let item = match result {
+                Err(fail) => UserItem::Rejected(m.report_id(&rec.fields), fail),
+                Ok(_) if f & MAPPED == 0 => UserItem::Changed,
+                Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
+                Ok(user) if f & WRITTEN != 0 => {
+                    xml::write_user(&mut out.xml, &user);
+                    UserItem::Xml(
+                        out.xml.len(),
+                        group_index(&mut out.groups, xml::group_of(&user)),
+                    )
+                }
+                Ok(user) => {
+                    UserItem::Taken(user.get(UserField::PrimaryId).unwrap_or("").to_string())
+                }
+            };
+            out.items.push(item);
+        }
+        out
+    };
+    // Documents are compressed on the pool as they fill, a bounded number
+    // at a time (as in the single-feed engine), and placed in order.
+    let tokens = (threads / 2).max(2).min(threads);
+    let (tok_tx, tok_rx) = bounded::<()>(tokens);
+    for _ in 0..tokens {
+        let _ = tok_tx.send(());
+    }
+    let (ent_tx, ent_rx) = unbounded::<Compressed>();
+    let (doc_back, docs_back) = unbounded::<Vec<u8>>();
+    let mut docs = Documents {
+        buf: Vec::new(),
+        users: 0,
+        per_file: opts.limits.users_per_file,
+        last_len: 0,
+        back: docs_back,
+    };
+    let parts = std::thread::scope(|ts| -> Result<_> {
+        let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
+        let mut seq = 0u64;
+        let pool = &ctx.pool;
+        let mut submit = |(doc, users): (Vec<u8>, u64)| -> Result<()> {
+            tok_rx
+                .recv()
+                .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
+            let (tx, back, n) = (ent_tx.clone(), doc_back.clone(), seq);
+            seq += 1;
+            pool.spawn(move || {
+                let entry = compress_entry(&doc, users, level, mtime);
+                let _ = back.send(doc);
+                let _ = tx.send((n, entry));
+            });
+            Ok(())
+        };
+        let mut user_xml = Vec::new();
+        let consumed = ctx.scan(map_users, |ev| {
+            let (si, batch, chunks) = match ev {
+                Event::EndFile {
+                    file,
+                    trailing_blank,
+                    suspect,
+                    ..
+                } => {
+                    if let Some(looks) = suspect {
+                        em.note_suspect(file, looks);
+                    }
+                    em.stats.blank_lines += trailing_blank;
+                    em.end_file(file as usize);
+                    return Ok(());
+                }
+                Event::Batch {
+                    source,
+                    recs,
+                    chunks,
+                } => (source, recs, chunks),
+            };
+            {
+                let mut recs = batch.iter();
+                for chunk in chunks {
+                    em.stats.merge(chunk.stats);
+                    let mut prev = 0;
+                    let mut warnings = chunk.warnings.into_iter().peekable();
+                    for (j, item) in chunk.items.into_iter().enumerate() {
+                        let rec = recs.next().ok_or_else(changed)?;
+                        if let Some((_, id, fails)) = warnings.next_if(|w| w.0 == j) {
+                            em.warn(rec.file, rec.line, rec.number, &id, &fails)?;
+                        }
+                        let number = em.next_number();
+                        let i = number as usize - 1;
+                        if number != rec.number {
+                            return Err(changed());
+                        }
+                        match item {
+                            UserItem::Changed => return Err(changed()),
+                            UserItem::Rejected(_, _) if flags[i] & MAPPED != 0 => {
+                                return Err(changed())
+                            }
+                            UserItem::Rejected(id, fail) => {
+                                em.reject(rec.file, rec.line, number, &id, &fail)?
+                            }
+                            UserItem::Taken(id) => {
+                                let fail = lost.get(&i).ok_or_else(changed)?;
+                                em.reject(rec.file, rec.line, number, &id, fail)?;
+                            }
+                            UserItem::Xml(end, g) => {
+                                users_by_source[si] += 1;
+                                em.count_written(&chunk.groups[g as usize]);
+                                let doc = docs.add(&chunk.xml[prev..end]);
+                                prev = end;
+                                if let Some(doc) = doc {
+                                    submit(doc)?;
+                                }
+                            }
+                            UserItem::Member(mut user) => {
+                                let primary =
+                                    user.get(UserField::PrimaryId).unwrap_or("").to_string();
+                                let group = xml::group_of(&user).to_string();
+                                let key = if flags[i] & WINNER != 0 {
+                                    match_value(&user, &job.people.match_on)
+                                        .unwrap_or("")
+                                        .trim()
+                                        .to_string()
+                                } else {
+                                    String::new()
+                                };
+                                rows.insert(
+                                    i,
+                                    Row {
+                                        file: rec.file,
+                                        line: rec.line,
+                                        group: group.clone(),
+                                        primary_id: primary.clone(),
+                                        key,
+                                    },
+                                );
+                                if flags[i] & LOSER != 0 {
+                                    let w = winner_of.get(&i).copied().ok_or_else(changed)?;
+                                    if merge && w > i && flags[w] & WRITTEN != 0 {
+                                        kept.insert(i, Box::new(Material::of(*user, rec.line)));
+                                    }
+                                } else if flags[i] & WRITTEN == 0 {
+                                    let fail = lost.get(&i).ok_or_else(changed)?;
+                                    em.reject(rec.file, rec.line, number, &primary, fail)?;
+                                } else {
+                                    if merge {
+                                        let pi = person_of.get(&i).copied().ok_or_else(changed)?;
+                                        take_merged(
+                                            &mut user,
+                                            &persons[pi],
+                                            &mut merges[pi],
+                                            &mut kept,
+                                        )?;
+                                    }
+                                    users_by_source[si] += 1;
+                                    user_xml.clear();
+                                    xml::write_user(&mut user_xml, &user);
+                                    em.count_written(&group);
+                                    if let Some(doc) = docs.add(&user_xml) {
+                                        submit(doc)?;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let mut buf = chunk.xml;
+                    buf.clear();
+                    if let Ok(mut v) = spare_xml.lock() {
+                        v.push(buf);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let consumed = consumed.and_then(|()| match docs.take() {
+            Some(last) => submit(last),
+            None => Ok(()),
+        });
+        drop(ent_tx);
+        let placed = placer_thread
+            .join()
+            .map_err(|_| Error::Invariant("zip placer panicked".into()))?;
+        consumed?;
+        placed
+    })?;
+
+    // duplicates.csv and the summary part.
+    let dup_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
+    let f = dup_tmp
+        .reopen()
+        .map_err(|e| Error::io(DUPLICATES_FILE, e))?;
+    let mut w = csv::Writer::from_writer(BufWriter::new(f));
+    let dup_err = |e: csv::Error| Error::io(DUPLICATES_FILE, e.into());
+    w.write_record(DUPLICATES_HEADER).map_err(dup_err)?;
+    let mut decided_by: BTreeMap<String, u64> = BTreeMap::new();
+    let mut superseded = 0u64;
+    let mut merged_values = 0u64;
+    let source_of = |file: u32| &job.sources[file_source[file as usize]].name;
+    let path_of = |file: u32| base.inputs[file as usize].display().to_string();
+    for (p, per_loser) in persons.iter().zip(&merges) {
+        let win = rows.get(&p.winner).ok_or_else(changed)?;
+        let outcome = if flags[p.winner] & WRITTEN != 0 {
+            "written"
+        } else {
+            "rejected"
+        };
+        for (&(l, rule), m) in p.losers.iter().zip(per_loser) {
+            let lose = rows.get(&l).ok_or_else(changed)?;
+            superseded += 1;
+            merged_values += m.took.len() as u64;
+            *decided_by.entry(rule.code().to_string()).or_default() += 1;
+            w.write_record([
+                win.key.as_str(),
+                source_of(win.file),
+                &path_of(win.file),
+                &win.line.to_string(),
+                &win.group,
+                outcome,
+                source_of(lose.file),
+                &path_of(lose.file),
+                &lose.line.to_string(),
+                &lose.primary_id,
+                &lose.group,
+                rule.code(),
+                &m.took.join(";"),
+                &m.left.join(";"),
+            ])
+            .map_err(dup_err)?;
+        }
+    }
+    w.flush().map_err(|e| Error::io(DUPLICATES_FILE, e))?;
+    drop(w);
+    dup_tmp
+        .as_file()
+        .sync_all()
+        .map_err(|e| Error::io(DUPLICATES_FILE, e))?;
+    em.superseded = superseded;
+    let summary = JobSummary {
+        match_on: job.people.match_on.clone(),
+        sources: job
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SourceInfo {
+                name: s.name.clone(),
+                records: records_by_source[i],
+                users_written: users_by_source[i],
+            })
+            .collect(),
+        people_matched: persons.len() as u64,
+        superseded,
+        decided_by,
+        merged_values,
+    };
+    finish(
+        base,
+        em,
+        parts,
+        prefix,
+        Extras {
+            files: vec![(dup_tmp, DUPLICATES_FILE)],
+            job: Some(summary),
+        },
+    )
+}
+
+/// Gives a winner what its superseded records bring, in precedence
+/// order: the identifiers planned (and claimed) before the second pass,
+/// then emails whose address and phones whose digits it lacks, as
+/// non-preferred segments. Emails and phones are listed by kind and line,
+/// never by value.
+fn take_merged(
+    user: &mut User,
+    p: &Person,
+    merges: &mut [Merge],
+    kept: &mut HashMap<usize, Box<Material>>,
+) -> Result<()> {
+    for (&(l, _), m) in p.losers.iter().zip(merges) {
+        let mat = kept.remove(&l).ok_or_else(changed)?;
+        let Material {
+            line,
+            identifiers,
+            emails,
+            phones,
+        } = *mat;
+        for &pos in &m.ids {
+            user.identifiers
+                .push(identifiers.get(pos).cloned().ok_or_else(changed)?);
+        }
+        for mut e in emails {
+            if user
+                .emails
+                .iter()
+                .any(|x| x.address.trim().eq_ignore_ascii_case(e.address.trim()))
+            {
+                continue;
+            }
+            e.preferred = false;
+            m.took.push(format!("email from line {line}"));
+            user.emails.push(e);
+        }
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        for mut ph in phones {
+            if user
+                .phones
+                .iter()
+                .any(|x| digits(&x.number) == digits(&ph.number))
+            {
+                continue;
+            }
+            ph.preferred = false;
+            ph.preferred_sms = false;
+            m.took.push(format!("phone from line {line}"));
+            user.phones.push(ph);
+        }
+    }
+    Ok(())
+}
