@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use crate::convert::{csv_err, id_values, map_record, Emitter, Setup};
+use crate::convert::{csv_err, id_values, map_record, reject_id, Emitter, Setup};
 use crate::decode::Text;
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
@@ -37,6 +37,8 @@ enum Item {
     /// Mapped; its XML is `xml[prev_end..xml_end]` of the shard.
     User {
         line: u64,
+        /// Physical lines of the record.
+        lines: u64,
         xml_end: usize,
         /// Its identifiers: `ids[prev..ids_end]` of the shard.
         ids_end: usize,
@@ -49,6 +51,7 @@ enum Item {
     /// Not mapped.
     Reject {
         line: u64,
+        last_line: u64,
         primary_id: String,
         fail: Fail,
     },
@@ -116,6 +119,7 @@ fn map_shard<'m>(
                 Item::User {
                     raw_id: m.report_id_if_changed(&rec.fields, mapped),
                     line: rec.line,
+                    lines: rec.last_line - rec.line + 1,
                     xml_end: out.xml.len(),
                     ids_end: out.ids.len(),
                     group: out.groups.index(xml::group_of(&user)),
@@ -123,7 +127,8 @@ fn map_shard<'m>(
             }
             Err(fail) => Item::Reject {
                 line: rec.line,
-                primary_id: m.report_id(&rec.fields),
+                last_line: rec.last_line,
+                primary_id: reject_id(m, &rec, &fail),
                 fail,
             },
         };
@@ -251,6 +256,7 @@ pub(crate) fn run(
                 let mut file = |setup: &mut Setup, em: &mut Emitter, text: &Text| {
                     let x = setup.extract(idx, text, em)?;
                     let m = setup.mapper()?;
+                    let totals = x.line_totals();
                     pool.in_place_scope(|scope| {
                         run_file(
                             scope,
@@ -264,20 +270,23 @@ pub(crate) fn run(
                             (&shard_back, &shards_back),
                             &mut docs,
                         )
-                    })
+                    })?;
+                    Ok::<_, Error>(totals)
                 };
                 let input = setup.open(idx)?;
-                match setup.decode(idx, &input)?.detach() {
+                let blank_start = em.stats.blank_lines;
+                let totals = match setup.decode(idx, &input)?.detach() {
                     // A decoded copy (another encoding, or replaced bytes)
                     // is the whole extract: unmap the original rather than
                     // hold it twice.
                     Ok(decoded) => {
                         drop(input);
-                        file(setup, em, &decoded)?;
+                        file(setup, em, &decoded)?
                     }
                     Err(mapped) => file(setup, em, &mapped)?,
-                }
-                em.end_file(idx);
+                };
+                let blank = em.stats.blank_lines - blank_start;
+                em.end_file(idx, totals, blank);
             }
             if doc.users > 0 {
                 submit(doc)?;
@@ -445,6 +454,7 @@ fn consume(
         match item {
             Item::User {
                 line,
+                lines,
                 xml_end,
                 ids_end,
                 group,
@@ -460,7 +470,7 @@ fn consume(
                 let values = ids.iter().map(|&(t, a, b, p)| (t, &text[a..b], p));
                 match em.claim(values, owner) {
                     Ok(()) => {
-                        em.count_written(&out.groups.names[group as usize]);
+                        em.count_written(out.file, lines, &out.groups.names[group as usize]);
                         docs.doc.push(&xml, prev_end..xml_end);
                         docs.doc.users += 1;
                         if docs.doc.users == docs.per_file {
@@ -470,17 +480,19 @@ fn consume(
                     Err(fail) => {
                         let mapped = ids.iter().find(|i| i.3).map_or("", |i| &text[i.1..i.2]);
                         let primary = raw_id.as_deref().unwrap_or(mapped);
-                        em.reject(out.file, line, number, primary, &fail)?;
+                        let last = line + lines - 1;
+                        em.reject(out.file, line, last, number, primary, &fail)?;
                     }
                 }
                 prev_end = xml_end;
             }
             Item::Reject {
                 line,
+                last_line,
                 primary_id,
                 fail,
             } => {
-                em.reject(out.file, line, number, &primary_id, &fail)?;
+                em.reject(out.file, line, last_line, number, &primary_id, &fail)?;
             }
         }
     }

@@ -75,6 +75,7 @@ impl Visitor for Writer {
             self.inputs.push(InputInfo {
                 path: s.file.clone(),
                 records: 0,
+                lines_read: None,
             });
         }
         Ok(())
@@ -88,6 +89,7 @@ impl Visitor for Writer {
         if let Some(bad) = v.issues.iter().find(|i| !i.code.repairable()) {
             self.rejects.write(
                 &v.source.label(),
+                bad.line,
                 bad.line,
                 self.read,
                 v.primary_id,
@@ -215,6 +217,7 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
                 InputInfo {
                     path: shown,
                     records: 0,
+                    lines_read: None,
                 },
             );
         }
@@ -230,6 +233,7 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
         as_of: opts.as_of.format("%Y-%m-%d").to_string(),
         inputs,
         records_read: read,
+        lines_read: None,
         users_written: written,
         rejected,
         duplicate_identifiers: by_reason

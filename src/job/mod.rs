@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::convert::{
     check_engine, check_prefix, csv_err, finish, hidden_temp, id_values, in_out_dir, load_dialect,
-    map_record, ConvertOptions, Emitter, Engine, Extras, Outcome,
+    map_record, reject_id, ConvertOptions, Emitter, Engine, Extras, Outcome,
 };
 use crate::dedupe::{Conflict, Owner};
 use crate::error::{Error, Result};
@@ -265,6 +265,8 @@ struct Mapped {
     source: u16,
     file: u32,
     line: u64,
+    /// Physical lines of the record.
+    lines: u64,
     number: u64,
     user: User,
 }
@@ -274,6 +276,7 @@ struct PendingReject {
     number: u64,
     file: u32,
     line: u64,
+    last_line: u64,
     primary_id: String,
     fail: Fail,
 }
@@ -368,6 +371,7 @@ fn run(
                 })?,
             };
             let mut rdr = x.reader(x.whole());
+            let blank_start = stats.blank_lines;
             loop {
                 let mut batch = Vec::with_capacity(BATCH);
                 while batch.len() < BATCH {
@@ -395,6 +399,7 @@ fn run(
                                 source: si as u16,
                                 file: rec.file,
                                 line: rec.line,
+                                lines: rec.last_line - rec.line + 1,
                                 number: rec.number,
                                 user,
                             }),
@@ -402,7 +407,8 @@ fn run(
                                 number: rec.number,
                                 file: rec.file,
                                 line: rec.line,
-                                primary_id: m.report_id(&rec.fields),
+                                last_line: rec.last_line,
+                                primary_id: reject_id(&m, rec, &fail),
                                 fail,
                             }),
                         }
@@ -412,8 +418,13 @@ fn run(
                     break;
                 }
             }
+            // The batches' blank lines are in `stats` by now.
             stats.blank_lines += rdr.trailing_blank();
-            em.end_file(file as usize);
+            em.end_file(
+                file as usize,
+                x.line_totals(),
+                stats.blank_lines - blank_start,
+            );
             file += 1;
             mapper = Some(m);
         }
@@ -460,6 +471,7 @@ fn run(
                 number: r.number,
                 file: r.file,
                 line: r.line,
+                last_line: r.line + r.lines - 1,
                 primary_id: r.user.get(UserField::PrimaryId).unwrap_or("").to_string(),
                 fail: taken(&c, &base.inputs, source_name(job, c.owner.file)),
             }),
@@ -493,7 +505,14 @@ fn run(
     // 5. Write rejects in record order, then the users.
     rejects.sort_by_key(|r| r.number);
     for r in &rejects {
-        em.reject(r.file, r.line, r.number, &r.primary_id, &r.fail)?;
+        em.reject(
+            r.file,
+            r.line,
+            r.last_line,
+            r.number,
+            &r.primary_id,
+            &r.fail,
+        )?;
     }
     let (level, mtime) = (opts.limits.compression_level, zip_time(opts.as_of));
     let mut placer = Placer::new(&opts.out_dir, prefix, opts.limits);
@@ -522,7 +541,7 @@ fn run(
         users_by_source[r.source as usize] += 1;
         user_xml.clear();
         xml::write_user(&mut user_xml, &r.user);
-        if let Some(full) = em.accept(&user_xml, xml::group_of(&r.user)) {
+        if let Some(full) = em.accept(r.file, r.lines, &user_xml, xml::group_of(&r.user)) {
             batch.push(full);
             if batch.len() == threads {
                 compress(&mut batch, &mut placer)?;
@@ -562,6 +581,7 @@ fn run(
             let (took, left) = merged_iter.next().unwrap_or(&none);
             let lose = &mapped[l];
             superseded += 1;
+            em.count_superseded(lose.file, lose.lines);
             *decided_by.entry(rule.code().to_string()).or_default() += 1;
             w.write_record([
                 key.as_str(),
