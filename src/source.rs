@@ -935,9 +935,6 @@ impl ShardReader<'_, '_> {
     /// [`ShardReader::check_delimited`]); `None` when it may.
     fn span_problem(&self, rec: &RawRecord, content_end: usize, lines: u64) -> Option<String> {
         let d = &self.x.dialect;
-        if lines > d.max_record_lines {
-            return Some(format!("runs past {} lines", d.max_record_lines));
-        }
         // Outside quotes a line break ends the record, so each break of
         // the record is inside a quoted field and kept in its value.
         for (i, f) in rec.fields.iter().enumerate() {
@@ -956,6 +953,12 @@ impl ShardReader<'_, '_> {
                 "would span {lines} lines with {} fields instead of {}",
                 rec.fields.len(),
                 self.x.width
+            ));
+        }
+        if lines > d.max_record_lines {
+            return Some(format!(
+                "would run past {} lines (max_record_lines)",
+                d.max_record_lines
             ));
         }
         let data = self.x.data;
