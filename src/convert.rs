@@ -753,7 +753,9 @@ pub(crate) fn finish(
         lines_read.add(l);
     }
     if files.len() != lines.len() {
-        return Err(Error::Invariant("an input was never read to its end".into()));
+        return Err(Error::Invariant(
+            "an input was never read to its end".into(),
+        ));
     }
     if rejected_by_reason.values().sum::<u64>() != rejected {
         return Err(Error::Invariant("rejects by reason do not add up".into()));

@@ -326,9 +326,11 @@ impl Dialect {
             return Err("`fields` and `segments` need format = \"fixed_width\"".into());
         }
         if spec.ragged {
-            return Err("`ragged` applies to fixed-width layouts; delimited extracts \
+            return Err(
+                "`ragged` applies to fixed-width layouts; delimited extracts \
                         use `ragged_rows`"
-                .into());
+                    .into(),
+            );
         }
         d.delimiter =
             single_byte("delimiter", &spec.delimiter)?.ok_or("delimiter must not be `none`")?;
@@ -938,7 +940,8 @@ impl ShardReader<'_, '_> {
         // Outside quotes a line break ends the record, so each break of
         // the record is inside a quoted field and kept in its value.
         for (i, f) in rec.fields.iter().enumerate() {
-            if memchr::memchr2(b'\n', b'\r', f).is_some() && !self.x.multiline.get(i).copied().unwrap_or(false)
+            if memchr::memchr2(b'\n', b'\r', f).is_some()
+                && !self.x.multiline.get(i).copied().unwrap_or(false)
             {
                 let name = self.x.columns.get(i).map_or("?", |c| c.as_str());
                 return Some(format!(
@@ -992,7 +995,7 @@ impl ShardReader<'_, '_> {
         let mut f = csv::ByteRecord::new();
         matches!(rdr.read_byte_record(&mut f), Ok(true))
             && f.len() == self.x.width
-            && !f.iter().last().is_some_and(|l| l.ends_with(b"\n"))
+            && !f.iter().next_back().is_some_and(|l| l.ends_with(b"\n"))
     }
 
     /// Whether the record at `start`, which runs to the end of the file,
@@ -1014,7 +1017,7 @@ impl ShardReader<'_, '_> {
         let mut rdr = csv_reader(&buf, 0, d.delimiter, d.quote);
         let mut f = csv::ByteRecord::new();
         matches!(rdr.read_byte_record(&mut f), Ok(true))
-            && f.iter().last().is_some_and(|l| l.ends_with(b"\n"))
+            && f.iter().next_back().is_some_and(|l| l.ends_with(b"\n"))
     }
 
     /// Cuts one fixed-width line into `rec.fields`.
@@ -1173,8 +1176,7 @@ impl ShardReader<'_, '_> {
         let spaces = self.x.dialect.fixed.is_some();
         let floor = self.x.head_end;
         let mut g = start;
-        while g > floor
-            && (matches!(data[g - 1], b'\r' | b'\n') || (spaces && data[g - 1] == b' '))
+        while g > floor && (matches!(data[g - 1], b'\r' | b'\n') || (spaces && data[g - 1] == b' '))
         {
             g -= 1;
         }
@@ -1438,13 +1440,7 @@ mod tests {
         let lf = b"h1,h2\n\n1,\"x\ny\"\n2,b\n\n\n3,c";
         let crlf = b"h1,h2\r\n\r\n1,\"x\r\ny\"\r\n2,b\r\n\r\n\r\n3,c";
         let d = Dialect::from_toml("multiline = [\"h2\"]").unwrap();
-        let lines = |b: &[u8]| {
-            read_all(b, &d)
-                .1
-                .iter()
-                .map(|r| r.0)
-                .collect::<Vec<_>>()
-        };
+        let lines = |b: &[u8]| read_all(b, &d).1.iter().map(|r| r.0).collect::<Vec<_>>();
         assert_eq!(lines(lf), [3, 5, 8]);
         assert_eq!(lines(crlf), [3, 5, 8]);
     }
@@ -1540,11 +1536,7 @@ mod tests {
         // span: each line gets its own outcome.
         assert_eq!(
             read(b"id,note,x\n1,\"open,a\n2,n,b\n3,\"c\",d\n"),
-            [
-                (2, Some("unbalanced_quote")),
-                (3, None),
-                (4, None)
-            ]
+            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
         );
         // The wrong field count after a span (line 3 is then read on its
         // own; its field count is the mapper's to check).
@@ -1587,7 +1579,12 @@ mod tests {
             }
             blank += rdr.trailing_blank();
             let (total, header) = x.line_totals();
-            assert_eq!(header + blank + lines, total, "{:?}", String::from_utf8_lossy(data));
+            assert_eq!(
+                header + blank + lines,
+                total,
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
         }
     }
 
@@ -1680,12 +1677,17 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
         let p = parse_all(data, &d).unwrap();
         assert_eq!(
             reasons(&p),
-            [(1, None), (3, Some("record_length")), (4, Some("record_length"))]
+            [
+                (1, None),
+                (3, Some("record_length")),
+                (4, Some("record_length"))
+            ]
         );
         assert_eq!(p.blank_lines, 2);
         // In bytes the É takes two.
-        let d = Dialect::from_toml(&SIF.replace("format", "units = \"bytes\"\nragged = true\nformat"))
-            .unwrap();
+        let d =
+            Dialect::from_toml(&SIF.replace("format", "units = \"bytes\"\nragged = true\nformat"))
+                .unwrap();
         let p = parse_all("UG  0011Élm 2Oak\n".as_bytes(), &d).unwrap();
         assert_eq!(
             p.records[0].1[3],

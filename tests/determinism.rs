@@ -79,10 +79,6 @@ fn extract() -> impl Strategy<Value = (Vec<u8>, bool)> {
     })
 }
 
-fn run(input: &Path, out: &Path, engine: Engine, mmap: MmapChoice) -> BTreeMap<String, Vec<u8>> {
-    run_with(PROFILE, input, out, engine, mmap)
-}
-
 fn run_with(
     profile: &str,
     input: &Path,
@@ -466,7 +462,12 @@ fn a_shard_boundary_inside_a_broken_quoted_span_changes_nothing() {
         // Two inputs of the same file, every line accounted for.
         let lines = &summary["lines_read"];
         assert_eq!(lines["total"], 2 * physical_lines(s.as_bytes()), "{lines}");
-        assert!(summary["rejected_by_reason"]["unbalanced_quote"].as_u64().unwrap() >= 10);
+        assert!(
+            summary["rejected_by_reason"]["unbalanced_quote"]
+                .as_u64()
+                .unwrap()
+                >= 10
+        );
         for shard in (1..=s.len()).filter(|n| *n <= 80 || n % 16 == 0) {
             let par = run_with(
                 &profile,
