@@ -26,7 +26,7 @@ const DELIMITED: &[&str] = &[
     "",
     "delimiter = \"|\"\nquote = \"none\"",
     "delimiter = \"tab\"\nmax_record_lines = 2",
-    "delimiter = \";\"\nquote = \"'\"\nheader = false\ncolumns = [\"a\", \"b\", \"c\"]",
+    "delimiter = \";\"\nquote = \"'\"\nheader = false\ncolumns = [\"a\", \"b\", \"c\"]\nmultiline = [\"c\"]",
     "max_record_lines = 3\nmax_record_bytes = 64\nmax_field_bytes = 8",
     "aliases = { id = [\"ID\", \"pid\"] }\nragged_rows = \"pad\"",
 ];
