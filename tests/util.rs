@@ -181,6 +181,28 @@ pub fn summary(dir: &Path) -> serde_json::Value {
         .sum();
     assert_eq!(by_group, n("users_written"));
     assert_eq!(rejects(dir).len() as u64, n("rejected"));
+    // `convert`: every physical line has exactly one outcome, and the
+    // rejected lines are those `rejects.csv` spans.
+    if let Some(l) = s.get("lines_read") {
+        let m = |k: &str| l[k].as_u64().unwrap();
+        assert_eq!(
+            m("total"),
+            m("header") + m("blank") + m("written") + m("rejected") + m("superseded"),
+            "lines_read {l}"
+        );
+        assert_eq!(m("blank"), n("blank_lines"));
+        assert!(m("written") >= n("users_written"));
+        let spanned: u64 = rejects(dir)
+            .iter()
+            .map(|r| {
+                let a: u64 = r["line"].parse().unwrap();
+                let b: u64 = r["last_line"].parse().unwrap();
+                assert!(a <= b, "{r:?}");
+                b - a + 1
+            })
+            .sum();
+        assert_eq!(spanned, m("rejected"), "lines_read {l}");
+    }
     s
 }
 
