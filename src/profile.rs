@@ -107,9 +107,9 @@ pub struct InputSpec {
     /// (`record_length`).
     #[serde(default)]
     pub ragged: bool,
-    /// A record spanning more lines than this (an unbalanced quote) is
-    /// rejected and reading resumes on the line after its start. By
-    /// default 20.
+    /// A record of a `multiline` column spanning more lines than this is
+    /// taken for an unbalanced quote: its first line is rejected and
+    /// reading resumes on the next line. By default 20.
     #[serde(default = "default_max_record_lines")]
     pub max_record_lines: u64,
     /// A record longer than this many bytes is rejected. By default

@@ -969,10 +969,8 @@ impl ShardReader<'_, '_> {
         let mut line = rec.line + 1;
         while p < content_end {
             let (e, next) = line_end(data, p);
-            if self.complete_record(&data[p..e]) {
-                return Some(format!(
-                    "would take in line {line}, which is a complete record on its own"
-                ));
+            if let Some(what) = self.record_like(&data[p..e]) {
+                return Some(format!("would take in line {line}, which {what}"));
             }
             p = next;
             line += 1;
@@ -980,22 +978,32 @@ impl ShardReader<'_, '_> {
         None
     }
 
-    /// Whether one line (without its line break) is a complete record on
-    /// its own: its quotes close on the line, and it has the extract's
-    /// field count.
-    fn complete_record(&self, line: &[u8]) -> bool {
+    /// Why one continuation line (without its line break) may not be part
+    /// of a multi-line value, read on its own: it is a complete record
+    /// (its quotes close on the line and it has the extract's field
+    /// count), or it opens a quote that does not close on the line (a
+    /// broken record start of its own: two such lines must not pair up
+    /// into one record). A value's own text lines are neither.
+    fn record_like(&self, line: &[u8]) -> Option<&'static str> {
         let d = &self.x.dialect;
         if line.is_empty() {
-            return false;
+            return None;
         }
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
         let mut rdr = csv_reader(&buf, 0, d.delimiter, d.quote);
         let mut f = csv::ByteRecord::new();
-        matches!(rdr.read_byte_record(&mut f), Ok(true))
-            && f.len() == self.x.width
-            && !f.iter().next_back().is_some_and(|l| l.ends_with(b"\n"))
+        if !matches!(rdr.read_byte_record(&mut f), Ok(true)) {
+            return None;
+        }
+        if f.iter().next_back().is_some_and(|l| l.ends_with(b"\n")) {
+            Some("opens a quote of its own that does not close on it")
+        } else if f.len() == self.x.width {
+            Some("is a complete record on its own")
+        } else {
+            None
+        }
     }
 
     /// Whether the record at `start`, which runs to the end of the file,
@@ -1553,6 +1561,16 @@ mod tests {
         assert_eq!(
             read(b"id,note,x\n1,\"a\nb,c\n"),
             [(2, Some("unbalanced_quote")), (3, None)]
+        );
+        // Two broken lines do not pair up: line 3 opens a quote of its own
+        // (which closes line 2's), so it is not part of line 2's value.
+        assert_eq!(
+            read(b"id,note,x\n1,\"a\n2,\"b,c\n3,n,e\n"),
+            [
+                (2, Some("unbalanced_quote")),
+                (3, Some("unbalanced_quote")),
+                (4, None)
+            ]
         );
         // A legitimate note: lines 2-3 are one record.
         let p = parse_all(b"id,note,x\n1,\"a\nb\",c\n2,n,e\n", &d).unwrap();

@@ -239,3 +239,13 @@ fn a_multiline_note_that_never_closes_takes_in_no_patron() {
 fn fixed_width_lines_must_have_the_layouts_length() {
     check("fixed_length", "fixed_length.txt", "fixed.toml", true);
 }
+
+#[test]
+fn two_broken_multiline_notes_do_not_pair_up() {
+    check(
+        "two_open_notes",
+        "two_open_notes.csv",
+        "multiline.toml",
+        false,
+    );
+}
