@@ -680,13 +680,14 @@ impl<'a> Extract<'a> {
             x: self,
             csv: match self.dialect.fixed {
                 Some(_) => None,
-                None => Some(csv_reader(
+                None => Some(body_reader(
                     self.data,
                     shard.start,
                     self.dialect.delimiter,
                     self.dialect.quote,
                 )),
             },
+            lines: None,
             base: shard.start,
             pos: shard.start,
             shard,
@@ -699,6 +700,68 @@ impl<'a> Extract<'a> {
             char_starts: Vec::new(),
         }
     }
+}
+
+/// The csv reader of a shard: over the whole text from `start`, with
+/// positions relative to `start`. It seeks (see [`ShardReader::resume`])
+/// rather than being rebuilt, as building one costs more than reading a
+/// few records.
+fn body_reader<'a>(
+    data: &'a [u8],
+    start: usize,
+    delimiter: u8,
+    quote: Option<u8>,
+) -> csv::Reader<std::io::Cursor<&'a [u8]>> {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter).has_headers(false).flexible(true);
+    match quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    let mut cur = std::io::Cursor::new(data);
+    cur.set_position(start.min(data.len()) as u64);
+    b.from_reader(cur)
+}
+
+/// A csv parser for one line at a time (see [`scan_line`]).
+fn line_parser(delimiter: u8, quote: Option<u8>) -> csv_core::Reader {
+    let mut b = csv_core::ReaderBuilder::new();
+    b.delimiter(delimiter);
+    match quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    b.build()
+}
+
+/// Parses `text` followed by one more line break, by csv rules: the
+/// number of fields of its first record, and whether that record ended
+/// within the text or at the added break (`false`: it ran to the end
+/// inside an open quote).
+fn scan_line(p: &mut csv_core::Reader, text: &[u8]) -> (usize, bool) {
+    use csv_core::ReadFieldResult;
+    p.reset();
+    let mut out = [0u8; 256];
+    let mut fields = 0;
+    for chunk in [text, b"\n", b""] {
+        let mut input = chunk;
+        loop {
+            let (res, nin, _) = p.read_field(input, &mut out);
+            input = &input[nin..];
+            match res {
+                ReadFieldResult::InputEmpty => break,
+                ReadFieldResult::OutputFull => {}
+                ReadFieldResult::Field { record_end } => {
+                    fields += 1;
+                    if record_end {
+                        return (fields, !chunk.is_empty());
+                    }
+                }
+                ReadFieldResult::End => return (fields, false),
+            }
+        }
+    }
+    (fields, false)
 }
 
 fn csv_reader(data: &[u8], start: usize, delimiter: u8, quote: Option<u8>) -> csv::Reader<&[u8]> {
@@ -715,7 +778,9 @@ fn csv_reader(data: &[u8], start: usize, delimiter: u8, quote: Option<u8>) -> cs
 pub struct ShardReader<'x, 'a> {
     x: &'x Extract<'a>,
     /// The csv reader (delimited layouts), reading `data[base..]`.
-    csv: Option<csv::Reader<&'a [u8]>>,
+    csv: Option<csv::Reader<std::io::Cursor<&'a [u8]>>>,
+    /// Parses single lines for the multi-line checks; built on first use.
+    lines: Option<Box<csv_core::Reader>>,
     base: usize,
     /// Fixed-width layouts: where the next line starts.
     pos: usize,
@@ -868,15 +933,11 @@ impl ShardReader<'_, '_> {
             why = Some("runs to the end of the file inside quotes".to_string());
         }
         if let Some(why) = why {
-            // Resume on the line after the record's start, and keep only
-            // that first line's fields.
+            // Resume on the line after the record's start. Its fields are
+            // not kept: with the quoting broken they cannot be trusted.
             let next = line_end(data, start).1;
-            let mut first = csv_reader(&data[..next], start, d.delimiter, d.quote);
-            if !matches!(first.read_byte_record(&mut rec.fields), Ok(true)) {
-                rec.fields.clear();
-            }
-            self.csv = Some(csv_reader(data, next, d.delimiter, d.quote));
-            self.base = next;
+            rec.fields.clear();
+            self.resume(next);
             rec.end = next;
             rec.fail = Some(Fail::new(
                 Reason::UnbalancedQuote,
@@ -933,9 +994,29 @@ impl ShardReader<'_, '_> {
         }
     }
 
+    /// Makes the csv reader go on at `at` (a line start).
+    fn resume(&mut self, at: usize) {
+        let d = &self.x.dialect;
+        let ok = self.csv.as_mut().is_some_and(|r| {
+            r.seek_raw(std::io::SeekFrom::Start(at as u64), csv::Position::new())
+                .is_ok()
+        });
+        if !ok {
+            self.csv = Some(body_reader(self.x.data, at, d.delimiter, d.quote));
+        }
+        self.base = at;
+    }
+
+    /// The single-line parser, built on first use.
+    fn line_parser(&mut self) -> &mut csv_core::Reader {
+        let d = &self.x.dialect;
+        self.lines
+            .get_or_insert_with(|| Box::new(line_parser(d.delimiter, d.quote)))
+    }
+
     /// Why a record spanning `lines` lines may not (see
     /// [`ShardReader::check_delimited`]); `None` when it may.
-    fn span_problem(&self, rec: &RawRecord, content_end: usize, lines: u64) -> Option<String> {
+    fn span_problem(&mut self, rec: &RawRecord, content_end: usize, lines: u64) -> Option<String> {
         let d = &self.x.dialect;
         // Outside quotes a line break ends the record, so each break of
         // the record is inside a quoted field and kept in its value.
@@ -984,22 +1065,15 @@ impl ShardReader<'_, '_> {
     /// count), or it opens a quote that does not close on the line (a
     /// broken record start of its own: two such lines must not pair up
     /// into one record). A value's own text lines are neither.
-    fn record_like(&self, line: &[u8]) -> Option<&'static str> {
-        let d = &self.x.dialect;
+    fn record_like(&mut self, line: &[u8]) -> Option<&'static str> {
         if line.is_empty() {
             return None;
         }
-        let mut buf = Vec::with_capacity(line.len() + 1);
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        let mut rdr = csv_reader(&buf, 0, d.delimiter, d.quote);
-        let mut f = csv::ByteRecord::new();
-        if !matches!(rdr.read_byte_record(&mut f), Ok(true)) {
-            return None;
-        }
-        if f.iter().next_back().is_some_and(|l| l.ends_with(b"\n")) {
+        let width = self.x.width;
+        let (fields, closed) = scan_line(self.line_parser(), line);
+        if !closed {
             Some("opens a quote of its own that does not close on it")
-        } else if f.len() == self.x.width {
+        } else if fields == width {
             Some("is a complete record on its own")
         } else {
             None
@@ -1010,22 +1084,16 @@ impl ShardReader<'_, '_> {
     /// ends inside an open quote. Follows csv semantics (a quote inside an
     /// unquoted field is data): the text is parsed with one more line
     /// break, which completes the record unless it is quoted.
-    fn ends_in_quotes(&self, start: usize) -> bool {
-        let d = &self.x.dialect;
-        let tail = &self.x.data[start..];
-        let Some(q) = d.quote else {
+    fn ends_in_quotes(&mut self, start: usize) -> bool {
+        let data = self.x.data;
+        let tail = &data[start..];
+        let Some(q) = self.x.dialect.quote else {
             return false;
         };
         if memchr::memchr(q, tail).is_none() {
             return false;
         }
-        let mut buf = Vec::with_capacity(tail.len() + 1);
-        buf.extend_from_slice(tail);
-        buf.push(b'\n');
-        let mut rdr = csv_reader(&buf, 0, d.delimiter, d.quote);
-        let mut f = csv::ByteRecord::new();
-        matches!(rdr.read_byte_record(&mut f), Ok(true))
-            && f.iter().next_back().is_some_and(|l| l.ends_with(b"\n"))
+        !scan_line(self.line_parser(), tail).1
     }
 
     /// Cuts one fixed-width line into `rec.fields`.
@@ -1516,8 +1584,8 @@ mod tests {
                 (6, None)
             ]
         );
-        // Only the first line's fields are kept for the report.
-        assert_eq!(p.records[0].1, [b"1".to_vec(), b"open\n".to_vec()]);
+        // Its fields are not kept: the quoting broke them.
+        assert!(p.records[0].1.is_empty());
         // At the end of the file the limit is not needed to notice it.
         let p = parse_all(b"id,name\n1,a\n2,\"b\n3,c\n", &d).unwrap();
         assert_eq!(
