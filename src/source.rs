@@ -706,12 +706,12 @@ impl<'a> Extract<'a> {
 /// positions relative to `start`. It seeks (see [`ShardReader::resume`])
 /// rather than being rebuilt, as building one costs more than reading a
 /// few records.
-fn body_reader<'a>(
-    data: &'a [u8],
+fn body_reader(
+    data: &[u8],
     start: usize,
     delimiter: u8,
     quote: Option<u8>,
-) -> csv::Reader<std::io::Cursor<&'a [u8]>> {
+) -> csv::Reader<std::io::Cursor<&[u8]>> {
     let mut b = csv::ReaderBuilder::new();
     b.delimiter(delimiter).has_headers(false).flexible(true);
     match quote {
