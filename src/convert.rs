@@ -33,8 +33,8 @@ use crate::outdir::{OutputOptions, Staged};
 use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
 use crate::profile::Profile;
 use crate::report::{
-    EncodingSuspect, Fail, InputInfo, MapStats, Position, Reason, Summary, REJECT_HEADER,
-    WARNING_HEADER,
+    EncodingSuspect, Fail, InputInfo, LineCounts, MapStats, Position, Reason, Summary,
+    REJECT_HEADER, WARNING_HEADER,
 };
 use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::xml;
@@ -227,6 +227,8 @@ pub(crate) struct Emitter<'o> {
     file_start: u64,
     /// Records represented by another record of the same person (jobs).
     pub(crate) superseded: u64,
+    /// Physical lines by outcome, per input.
+    lines: Vec<LineCounts>,
 }
 
 impl<'o> Emitter<'o> {
@@ -248,6 +250,7 @@ impl<'o> Emitter<'o> {
             files: Vec::new(),
             file_start: 0,
             superseded: 0,
+            lines: vec![LineCounts::default(); opts.inputs.len()],
         })
     }
 
@@ -276,16 +279,24 @@ impl<'o> Emitter<'o> {
             .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))
     }
 
-    /// Accepts a user whose identifiers were claimed; returns a full XML
-    /// document when this user completed one.
-    pub(crate) fn accept(&mut self, user_xml: &[u8], group: &str) -> Option<(Vec<u8>, u64)> {
-        self.count_written(group);
+    /// Accepts a user whose identifiers were claimed, from `lines`
+    /// physical lines of input `file`; returns a full XML document when
+    /// this user completed one.
+    pub(crate) fn accept(
+        &mut self,
+        file: u32,
+        lines: u64,
+        user_xml: &[u8],
+        group: &str,
+    ) -> Option<(Vec<u8>, u64)> {
+        self.count_written(file, lines, group);
         self.builder.add(user_xml)
     }
 
     /// Counts a user written, for callers that assemble documents
     /// themselves (the parallel engine).
-    pub(crate) fn count_written(&mut self, group: &str) {
+    pub(crate) fn count_written(&mut self, file: u32, lines: u64, group: &str) {
+        self.lines[file as usize].written += lines;
         self.written += 1;
         match self.users_by_group.get_mut(group) {
             Some(n) => *n += 1,
@@ -295,15 +306,24 @@ impl<'o> Emitter<'o> {
         }
     }
 
-    /// Records a rejected record.
+    /// Counts the lines of a record superseded by another record of the
+    /// same person (jobs).
+    pub(crate) fn count_superseded(&mut self, file: u32, lines: u64) {
+        self.lines[file as usize].superseded += lines;
+    }
+
+    /// Records a rejected record, lines `line..=last_line` of `file`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn reject(
         &mut self,
         file: u32,
         line: u64,
+        last_line: u64,
         number: u64,
         primary_id: &str,
         fail: &Fail,
     ) -> Result<()> {
+        self.lines[file as usize].rejected += last_line.saturating_sub(line) + 1;
         let path = self.inputs[file as usize].display().to_string();
         // A broken record's "id" may be a swallowed paragraph: keep the
         // report readable.
@@ -314,6 +334,7 @@ impl<'o> Emitter<'o> {
         self.rejects.write(
             &path,
             line,
+            last_line,
             number,
             primary_id,
             fail.reason.code(),
@@ -330,10 +351,12 @@ impl<'o> Emitter<'o> {
 
     /// Lists the fields left out of record `number` (see
     /// [`MapStats::take_warnings`]) in `warnings.csv`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn warn(
         &mut self,
         file: u32,
         line: u64,
+        last_line: u64,
         number: u64,
         primary_id: &str,
         warnings: &[Fail],
@@ -343,6 +366,7 @@ impl<'o> Emitter<'o> {
             self.warnings.write(
                 &path,
                 line,
+                last_line,
                 number,
                 primary_id,
                 w.reason.code(),
@@ -369,11 +393,18 @@ impl<'o> Emitter<'o> {
         self.suspects.push((file, looks));
     }
 
-    /// Closes the accounting of one input file.
-    pub(crate) fn end_file(&mut self, idx: usize) {
+    /// Closes the accounting of one input file: `(total, header)` lines
+    /// counted from its text (see [`Extract::line_totals`]) and the blank
+    /// lines its reader skipped.
+    pub(crate) fn end_file(&mut self, idx: usize, (total, header): (u64, u64), blank: u64) {
+        let l = &mut self.lines[idx];
+        l.total = total;
+        l.header = header;
+        l.blank = blank;
         self.files.push(InputInfo {
             path: self.inputs[idx].display().to_string(),
             records: self.read - self.file_start,
+            lines_read: None,
         });
         self.file_start = self.read;
     }
@@ -403,7 +434,7 @@ impl RejectsWriter {
     }
 
     /// Starts a report of the same shape with its own header and name.
-    pub(crate) fn open(dir: &Path, header: [&str; 7], name: &'static str) -> Result<RejectsWriter> {
+    pub(crate) fn open(dir: &Path, header: [&str; 8], name: &'static str) -> Result<RejectsWriter> {
         let tmp = hidden_temp(dir, ".csv.tmp")?;
         let f = tmp.reopen().map_err(|e| Error::io(name, e))?;
         let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
@@ -418,6 +449,7 @@ impl RejectsWriter {
         &mut self,
         source: &str,
         line: u64,
+        last_line: u64,
         number: u64,
         primary_id: &str,
         reason: &str,
@@ -428,6 +460,7 @@ impl RejectsWriter {
             .write_record([
                 source,
                 &line.to_string(),
+                &last_line.to_string(),
                 &number.to_string(),
                 primary_id,
                 reason,
@@ -533,6 +566,17 @@ pub(crate) fn encoding_suspect(dialect: &Dialect, text: &Text) -> Option<&'stati
         && text.encoding == "UTF-8"
         && !text.invalid.is_empty())
     .then(|| crate::decode::legacy_label(&text.bytes))
+}
+
+/// The primary id `rejects.csv` reports for a record rejected with
+/// `fail`: empty when the reader could not trust its columns (broken
+/// quoting, a wrong field count or length), so the report never shows
+/// another patron's text as an id.
+pub(crate) fn reject_id(m: &Mapper, rec: &RawRecord, fail: &Fail) -> String {
+    if fail.reason.columns_untrusted() {
+        return String::new();
+    }
+    m.report_id(&rec.fields)
 }
 
 /// The identifier values of a user in claim order: primary id first.
@@ -667,6 +711,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
         let x = setup.extract(idx, &text, em)?;
         let m = setup.mapper()?;
         let mut rdr = x.reader(x.whole());
+        let blank_start = stats.blank_lines;
         loop {
             let number = em.read + 1;
             if !rdr
@@ -686,6 +731,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                 em.warn(
                     rec.file,
                     rec.line,
+                    rec.last_line,
                     number,
                     &m.report_id(&rec.fields),
                     &warnings,
@@ -696,17 +742,25 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                 Ok(user) => {
                     user_xml.clear();
                     xml::write_user(&mut user_xml, &user);
-                    if let Some((doc, users)) = em.accept(&user_xml, xml::group_of(&user)) {
+                    let lines = rec.last_line - rec.line + 1;
+                    if let Some((doc, users)) =
+                        em.accept(rec.file, lines, &user_xml, xml::group_of(&user))
+                    {
                         placer.place(compress_entry(&doc, users, level, mtime)?)?;
                     }
                 }
-                Err(fail) => {
-                    em.reject(rec.file, rec.line, number, &m.report_id(&rec.fields), &fail)?
-                }
+                Err(fail) => em.reject(
+                    rec.file,
+                    rec.line,
+                    rec.last_line,
+                    number,
+                    &reject_id(m, &rec, &fail),
+                    &fail,
+                )?,
             }
         }
         stats.blank_lines += rdr.trailing_blank();
-        em.end_file(idx);
+        em.end_file(idx, x.line_totals(), stats.blank_lines - blank_start);
     }
     em.stats.merge(stats);
     if let Some((doc, users)) = em.last_document() {
@@ -743,8 +797,9 @@ pub(crate) fn finish(
         rejected,
         rejected_by_reason,
         users_by_group,
-        files,
+        mut files,
         superseded,
+        lines,
         ..
     } = em;
     if read == 0 {
@@ -763,6 +818,23 @@ pub(crate) fn finish(
     if extras.job.as_ref().map_or(0, |j| j.superseded) != superseded {
         return Err(Error::Invariant(
             "superseded records do not match the person decisions".into(),
+        ));
+    }
+    let mut lines_read = LineCounts::default();
+    for (info, l) in files.iter_mut().zip(&lines) {
+        if l.accounted() != l.total {
+            return Err(Error::Invariant(format!(
+                "lines of {}: {} in the file != header {} + blank {} + written {} + \
+                 rejected {} + superseded {}",
+                info.path, l.total, l.header, l.blank, l.written, l.rejected, l.superseded
+            )));
+        }
+        info.lines_read = Some(*l);
+        lines_read.add(l);
+    }
+    if files.len() != lines.len() {
+        return Err(Error::Invariant(
+            "an input was never read to its end".into(),
         ));
     }
     if rejected_by_reason.values().sum::<u64>() != rejected {
@@ -797,6 +869,7 @@ pub(crate) fn finish(
         as_of: opts.as_of.format("%Y-%m-%d").to_string(),
         inputs: files,
         records_read: read,
+        lines_read: Some(lines_read),
         users_written: written,
         rejected,
         duplicate_identifiers: rejected_by_reason

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use crate::convert::{csv_err, id_values, map_record, Emitter, Setup};
+use crate::convert::{csv_err, id_values, map_record, reject_id, Emitter, Setup};
 use crate::decode::Text;
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
@@ -37,6 +37,8 @@ enum Item {
     /// Mapped; its XML is `xml[prev_end..xml_end]` of the shard.
     User {
         line: u64,
+        /// Physical lines of the record.
+        lines: u64,
         xml_end: usize,
         /// Its identifiers: `ids[prev..ids_end]` of the shard.
         ids_end: usize,
@@ -49,6 +51,7 @@ enum Item {
     /// Not mapped.
     Reject {
         line: u64,
+        last_line: u64,
         primary_id: String,
         fail: Fail,
     },
@@ -75,7 +78,7 @@ struct ShardOut<'m> {
     trailing_blank: u64,
     /// Fields left out of the shard's records: (index into `items`, line,
     /// primary id, warnings), in item order.
-    warnings: Vec<(usize, u64, String, Vec<Fail>)>,
+    warnings: Vec<(usize, (u64, u64), String, Vec<Fail>)>,
 }
 
 /// Parses, maps and serializes the records of one shard.
@@ -112,7 +115,7 @@ fn map_shard<'m>(
         if !warnings.is_empty() {
             out.warnings.push((
                 out.items.len(),
-                rec.line,
+                (rec.line, rec.last_line),
                 m.report_id(&rec.fields),
                 warnings,
             ));
@@ -130,6 +133,7 @@ fn map_shard<'m>(
                 Item::User {
                     raw_id: m.report_id_if_changed(&rec.fields, mapped),
                     line: rec.line,
+                    lines: rec.last_line - rec.line + 1,
                     xml_end: out.xml.len(),
                     ids_end: out.ids.len(),
                     group: out.groups.index(xml::group_of(&user)),
@@ -137,7 +141,8 @@ fn map_shard<'m>(
             }
             Err(fail) => Item::Reject {
                 line: rec.line,
-                primary_id: m.report_id(&rec.fields),
+                last_line: rec.last_line,
+                primary_id: reject_id(m, &rec, &fail),
                 fail,
             },
         };
@@ -265,6 +270,7 @@ pub(crate) fn run(
                 let mut file = |setup: &mut Setup, em: &mut Emitter, text: &Text| {
                     let x = setup.extract(idx, text, em)?;
                     let m = setup.mapper()?;
+                    let totals = x.line_totals();
                     pool.in_place_scope(|scope| {
                         run_file(
                             scope,
@@ -278,20 +284,23 @@ pub(crate) fn run(
                             (&shard_back, &shards_back),
                             &mut docs,
                         )
-                    })
+                    })?;
+                    Ok::<_, Error>(totals)
                 };
                 let input = setup.open(idx)?;
-                match setup.decode(idx, &input)?.detach() {
+                let blank_start = em.stats.blank_lines;
+                let totals = match setup.decode(idx, &input)?.detach() {
                     // A decoded copy (another encoding, or replaced bytes)
                     // is the whole extract: unmap the original rather than
                     // hold it twice.
                     Ok(decoded) => {
                         drop(input);
-                        file(setup, em, &decoded)?;
+                        file(setup, em, &decoded)?
                     }
                     Err(mapped) => file(setup, em, &mapped)?,
-                }
-                em.end_file(idx);
+                };
+                let blank = em.stats.blank_lines - blank_start;
+                em.end_file(idx, totals, blank);
             }
             if doc.users > 0 {
                 submit(doc)?;
@@ -363,19 +372,37 @@ fn run_file<'s>(
         }?;
         if let Some(exp) = expected {
             if out.first_seen != exp {
-                // The plan split inside a record (odd quoting): read the
-                // rest of the file as one shard, from where the previous
-                // shard says the next record starts.
+                // The plan split inside a record (odd quoting): the shard
+                // holding the record start the previous shard reported
+                // now starts there; the shards after it keep their plan
+                // (each is checked the same way). Re-reading the whole
+                // rest as one shard instead would hold its XML at once:
+                // 2.4 GB at 1M patrons with 1 % unclosed quotes.
                 generation += 1;
                 pending.clear();
-                shards.truncate(next_consume);
-                if let Some(start) = exp {
-                    let data = x.data();
-                    shards.push(Shard {
-                        start,
-                        end: data.len(),
-                        newlines_before: count_breaks(data, 0, start),
-                    });
+                match exp {
+                    Some(start) => {
+                        let mut k = next_consume;
+                        while k + 1 < shards.len() && shards[k].end <= start {
+                            k += 1;
+                        }
+                        let t = shards[k];
+                        // `start` is at or after the end of the shard before
+                        // `next_consume`, so inside `t`; counted from the
+                        // file start should that ever not hold.
+                        let newlines_before = if t.start <= start {
+                            t.newlines_before + count_breaks(x.data(), t.start, start)
+                        } else {
+                            count_breaks(x.data(), 0, start)
+                        };
+                        let resumed = Shard {
+                            start,
+                            end: t.end.max(start),
+                            newlines_before,
+                        };
+                        shards.splice(next_consume..=k, [resumed]);
+                    }
+                    None => shards.truncate(next_consume),
                 }
                 next_dispatch = next_consume;
                 continue;
@@ -457,12 +484,13 @@ fn consume(
     let mut warnings = std::mem::take(&mut out.warnings).into_iter().peekable();
     for (i, item) in out.items.into_iter().enumerate() {
         let number = em.next_number();
-        while let Some((_, line, id, w)) = warnings.next_if(|w| w.0 == i) {
-            em.warn(out.file, line, number, &id, &w)?;
+        while let Some((_, (line, last_line), id, w)) = warnings.next_if(|w| w.0 == i) {
+            em.warn(out.file, line, last_line, number, &id, &w)?;
         }
         match item {
             Item::User {
                 line,
+                lines,
                 xml_end,
                 ids_end,
                 group,
@@ -478,7 +506,7 @@ fn consume(
                 let values = ids.iter().map(|&(t, a, b, p)| (t, &text[a..b], p));
                 match em.claim(values, owner) {
                     Ok(()) => {
-                        em.count_written(&out.groups.names[group as usize]);
+                        em.count_written(out.file, lines, &out.groups.names[group as usize]);
                         docs.doc.push(&xml, prev_end..xml_end);
                         docs.doc.users += 1;
                         if docs.doc.users == docs.per_file {
@@ -488,17 +516,19 @@ fn consume(
                     Err(fail) => {
                         let mapped = ids.iter().find(|i| i.3).map_or("", |i| &text[i.1..i.2]);
                         let primary = raw_id.as_deref().unwrap_or(mapped);
-                        em.reject(out.file, line, number, primary, &fail)?;
+                        let last = line + lines - 1;
+                        em.reject(out.file, line, last, number, primary, &fail)?;
                     }
                 }
                 prev_end = xml_end;
             }
             Item::Reject {
                 line,
+                last_line,
                 primary_id,
                 fail,
             } => {
-                em.reject(out.file, line, number, &primary_id, &fail)?;
+                em.reject(out.file, line, last_line, number, &primary_id, &fail)?;
             }
         }
     }

@@ -26,14 +26,14 @@ const DELIMITED: &[&str] = &[
     "",
     "delimiter = \"|\"\nquote = \"none\"",
     "delimiter = \"tab\"\nmax_record_lines = 2",
-    "delimiter = \";\"\nquote = \"'\"\nheader = false\ncolumns = [\"a\", \"b\", \"c\"]",
+    "delimiter = \";\"\nquote = \"'\"\nheader = false\ncolumns = [\"a\", \"b\", \"c\"]\nmultiline = [\"c\"]",
     "max_record_lines = 3\nmax_record_bytes = 64\nmax_field_bytes = 8",
     "aliases = { id = [\"ID\", \"pid\"] }\nragged_rows = \"pad\"",
 ];
 
 /// Fixed-width layouts the fuzzer picks from.
 const FIXED: &[&str] = &[
-    "format = \"fixed_width\"\nfields = [{ name = \"A\", start = 1, length = 3 }, \
+    "format = \"fixed_width\"\nragged = true\nfields = [{ name = \"A\", start = 1, length = 3 }, \
      { name = \"B\", start = 4, length = 2 }]\n\
      [[segments]]\nprefix = \"S\"\nstart = 6\nlength = 4\ncount = 3\n\
      fields = [{ name = \"X\", start = 1, length = 1 }, { name = \"Y\", start = 2, length = 3 }]",
@@ -169,6 +169,7 @@ unknown = "pass"
 "#,
     r#"[input]
 format = "fixed_width"
+ragged = true
 fields = [
   { name = "ID", start = 1, length = 4 },
   { name = "LAST", start = 5, length = 6 },

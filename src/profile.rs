@@ -94,9 +94,22 @@ pub struct InputSpec {
     /// columns. By default `reject`.
     #[serde(default)]
     pub ragged_rows: RaggedRows,
-    /// A record spanning more lines than this (an unbalanced quote) is
-    /// rejected and reading resumes on the line after its start. By
-    /// default 20.
+    /// Columns whose quoted values may hold line breaks (a free-text note).
+    /// A record whose line breaks all fall inside these columns may span
+    /// lines (see docs/profile.md §3.2); any other line break inside
+    /// quotes rejects the record's first line as `unbalanced_quote` and
+    /// reading resumes on the next line. By default none.
+    #[serde(default)]
+    pub multiline: Vec<String>,
+    /// Fixed-width layouts: accept lines shorter than the layout (missing
+    /// trailing fields read as empty) and longer ones whose extra text is
+    /// blank. By default `false`: such a line is rejected
+    /// (`record_length`).
+    #[serde(default)]
+    pub ragged: bool,
+    /// A record of a `multiline` column spanning more lines than this is
+    /// taken for an unbalanced quote: its first line is rejected and
+    /// reading resumes on the next line. By default 20.
     #[serde(default = "default_max_record_lines")]
     pub max_record_lines: u64,
     /// A record longer than this many bytes is rejected. By default

@@ -32,9 +32,12 @@ pub enum Reason {
     DuplicateId,
     /// The identifier Alma's profile matches on is missing.
     MissingMatchId,
-    /// A quote opened and never closed: the record ran past
-    /// `max_record_lines` (or to the end of the file); reading resumed on
-    /// the line after its start.
+    /// A quote opened and did not close on its line outside a `multiline`
+    /// column, or the record it started broke a `multiline` rule (ran
+    /// past `max_record_lines`, to the end of the file, to the wrong
+    /// field count, or over a line that is a record on its own): only
+    /// the record's first line is rejected; reading resumed on the next
+    /// line.
     UnbalancedQuote,
     /// The record is longer than `max_record_bytes`.
     RecordTooLong,
@@ -45,6 +48,9 @@ pub enum Reason {
     /// The record repeats the header row (files concatenated with their
     /// headers).
     HeaderRow,
+    /// A fixed-width line is shorter or longer than the layout (and the
+    /// profile does not set `ragged = true`).
+    RecordLength,
 }
 
 impl Reason {
@@ -64,7 +70,24 @@ impl Reason {
             Reason::FieldTooLong => "field_too_long",
             Reason::NulByte => "nul_byte",
             Reason::HeaderRow => "header_row",
+            Reason::RecordLength => "record_length",
         }
+    }
+
+    /// Whether a record rejected for this reason has columns that cannot
+    /// be trusted (broken quoting, a wrong field count or length): its
+    /// `primary_id` is then left empty in `rejects.csv`, since whatever
+    /// sits in the primary-id column may be another patron's text.
+    pub fn columns_untrusted(self) -> bool {
+        matches!(
+            self,
+            Reason::UnbalancedQuote
+                | Reason::FieldCount
+                | Reason::RecordTooLong
+                | Reason::NulByte
+                | Reason::HeaderRow
+                | Reason::RecordLength
+        )
     }
 }
 
@@ -98,6 +121,8 @@ pub struct Reject {
     pub file: u32,
     /// Line where the record starts.
     pub line: u64,
+    /// Line where the record ends.
+    pub last_line: u64,
     /// Record number across the run.
     pub number: u64,
     /// Primary id, when the record had one.
@@ -108,9 +133,10 @@ pub struct Reject {
 
 /// Column names of `warnings.csv`: like `rejects.csv`, for records that
 /// were kept with a field left out.
-pub const WARNING_HEADER: [&str; 7] = [
+pub const WARNING_HEADER: [&str; 8] = [
     "source_file",
     "line",
+    "last_line",
     "record",
     "primary_id",
     "code",
@@ -134,9 +160,10 @@ pub struct EncodingSuspect {
 }
 
 /// Column names of `rejects.csv`.
-pub const REJECT_HEADER: [&str; 7] = [
+pub const REJECT_HEADER: [&str; 8] = [
     "source_file",
     "line",
+    "last_line",
     "record",
     "primary_id",
     "reason",
@@ -300,6 +327,48 @@ pub struct InputInfo {
     pub path: String,
     /// Records read from it.
     pub records: u64,
+    /// What became of each of its physical lines (`convert`; absent for
+    /// `repack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines_read: Option<LineCounts>,
+}
+
+/// Physical lines of the input by outcome. Every line is exactly one of
+/// these, so `total` = the rest added up; the run refuses to publish
+/// otherwise. `total` is counted from the text alone (line breaks plus a
+/// final unterminated line), independently of the reader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LineCounts {
+    /// Lines in the input.
+    pub total: u64,
+    /// Lines of header rows (a fixed-width title line included).
+    pub header: u64,
+    /// Blank lines (for fixed-width layouts: lines of only spaces too).
+    pub blank: u64,
+    /// Lines of records written as users.
+    pub written: u64,
+    /// Lines of rejected records.
+    pub rejected: u64,
+    /// Lines of records superseded by another record of the same person
+    /// (`convert --job`).
+    pub superseded: u64,
+}
+
+impl LineCounts {
+    /// The lines given an outcome.
+    pub fn accounted(&self) -> u64 {
+        self.header + self.blank + self.written + self.rejected + self.superseded
+    }
+
+    /// Adds another input's counts.
+    pub fn add(&mut self, o: &LineCounts) {
+        self.total += o.total;
+        self.header += o.header;
+        self.blank += o.blank;
+        self.written += o.written;
+        self.rejected += o.rejected;
+        self.superseded += o.superseded;
+    }
 }
 
 /// Everything `summary.json` holds. Deterministic: no clock, no thread
@@ -312,6 +381,10 @@ pub struct Summary {
     pub inputs: Vec<InputInfo>,
     /// Records read (all inputs).
     pub records_read: u64,
+    /// Physical lines of all inputs by outcome (`convert`; absent for
+    /// `repack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines_read: Option<LineCounts>,
     /// Users written to the zips.
     pub users_written: u64,
     /// Records rejected (= rows of `rejects.csv`).

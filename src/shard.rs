@@ -14,6 +14,12 @@
 //! and the engine accepts the next shard only if its first record starts
 //! exactly there, otherwise it re-reads the rest of the file as one shard.
 //! Either way the records are exactly those of a sequential parse.
+//!
+//! Without `multiline` columns no record spans a line break (one that
+//! would is rejected at its first line and reading resumes on the next),
+//! so every line start is a record start or a blank line: the extract
+//! then plans with `quote = None`, splitting on line breaks alone, and
+//! stray quotes cannot mislead the plan.
 
 use rayon::prelude::*;
 

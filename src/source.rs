@@ -267,6 +267,10 @@ pub struct Dialect {
     fixed: Option<Arc<FixedLayout>>,
     aliases: Vec<(String, Vec<String>)>,
     side_files: Vec<Arc<SideFile>>,
+    /// Columns whose quoted values may span lines.
+    multiline: Vec<String>,
+    /// Fixed-width: lines need not be the layout's length.
+    ragged: bool,
 }
 
 impl Dialect {
@@ -301,8 +305,15 @@ impl Dialect {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             side_files: Vec::new(),
+            multiline: spec.multiline.clone(),
+            ragged: spec.ragged,
         };
         if spec.format == InputFormat::FixedWidth {
+            if !spec.multiline.is_empty() {
+                return Err("`multiline` applies to delimited extracts: a fixed-width \
+                            record is one line"
+                    .into());
+            }
             if spec.columns.is_some() {
                 return Err(
                     "fixed_width layouts name their columns in `fields`, not `columns`".into(),
@@ -316,6 +327,13 @@ impl Dialect {
         }
         if !spec.fields.is_empty() || !spec.segments.is_empty() {
             return Err("`fields` and `segments` need format = \"fixed_width\"".into());
+        }
+        if spec.ragged {
+            return Err(
+                "`ragged` applies to fixed-width layouts; delimited extracts \
+                        use `ragged_rows`"
+                    .into(),
+            );
         }
         d.delimiter =
             single_byte("delimiter", &spec.delimiter)?.ok_or("delimiter must not be `none`")?;
@@ -359,6 +377,9 @@ pub struct RawRecord {
     pub file: u32,
     /// 1-based physical line where the record starts.
     pub line: u64,
+    /// 1-based physical line where the record ends (its last line break
+    /// not counted): `line` unless a `multiline` value spans lines.
+    pub last_line: u64,
     /// 1-based record number across the whole run (headers excluded).
     pub number: u64,
     /// The fields as parsed (quotes removed).
@@ -399,6 +420,11 @@ pub struct Extract<'a> {
     width: usize,
     /// Side files with the index of the column they join on.
     joins: Vec<(Option<usize>, Arc<SideFile>)>,
+    /// Per column of the extract: whether its values may span lines.
+    multiline: Vec<bool>,
+    /// Where the header row's text ends (before its line break); 0
+    /// without a header.
+    head_end: usize,
 }
 
 /// A byte range of an extract's body whose first byte starts a record
@@ -470,9 +496,27 @@ impl<'a> Extract<'a> {
             encoding,
             width: 0,
             joins: Vec::new(),
+            multiline: Vec::new(),
+            head_end: 0,
         };
         x.read_columns(path, dialect)?;
         x.width = x.columns.len();
+        if dialect.header {
+            x.head_end = trim_line_end(&data[..x.body]).len();
+        }
+        x.multiline = vec![false; x.width];
+        for name in &dialect.multiline {
+            let i = x
+                .columns
+                .iter()
+                .position(|c| c == name)
+                .ok_or_else(|| Error::Input {
+                    path: path.into(),
+                    line: Some(1),
+                    message: format!("`multiline` column `{name}` is not a column of the extract"),
+                })?;
+            x.multiline[i] = true;
+        }
         for side in &dialect.side_files {
             let at = match &side.join_on {
                 Some(c) => {
@@ -671,9 +715,33 @@ impl<'a> Extract<'a> {
     }
 
     /// Splits the body into shards of about `target` bytes (see
-    /// [`crate::shard::plan`]). Fixed-width shards are line-aligned.
+    /// [`crate::shard::plan`]). Without `multiline` columns every line
+    /// break ends a record (a record that would span lines is rejected at
+    /// its first line), so the plan splits on line breaks alone, whatever
+    /// the quotes; with them it avoids quoted line breaks.
     pub fn shards(&self, target: usize) -> Vec<Shard> {
-        crate::shard::plan(self.data, self.whole(), self.dialect.quote, target)
+        let quote = if self.multiline.contains(&true) {
+            self.dialect.quote
+        } else {
+            None
+        };
+        crate::shard::plan(self.data, self.whole(), quote, target)
+    }
+
+    /// `(total, header)` physical lines of the text, counted from the
+    /// bytes alone: line breaks (LF, CRLF, lone CR) plus a final line
+    /// without one, and the lines up to the end of the header row. The
+    /// run checks that every line got exactly one outcome against these.
+    pub fn line_totals(&self) -> (u64, u64) {
+        let data = self.data;
+        let unterminated = data.last().is_some_and(|&b| !matches!(b, b'\r' | b'\n'));
+        let total = count_breaks(data, 0, data.len()) + u64::from(unterminated);
+        let header = if self.dialect.header && !data.is_empty() {
+            count_breaks(data, 0, self.head_end) + 1
+        } else {
+            0
+        };
+        (total, header)
     }
 
     /// A reader of the records that start inside `shard`.
@@ -682,13 +750,14 @@ impl<'a> Extract<'a> {
             x: self,
             csv: match self.dialect.fixed {
                 Some(_) => None,
-                None => Some(csv_reader(
+                None => Some(body_reader(
                     self.data,
                     shard.start,
                     self.dialect.delimiter,
                     self.dialect.quote,
                 )),
             },
+            lines: None,
             base: shard.start,
             pos: shard.start,
             shard,
@@ -701,6 +770,68 @@ impl<'a> Extract<'a> {
             char_starts: Vec::new(),
         }
     }
+}
+
+/// The csv reader of a shard: over the whole text from `start`, with
+/// positions relative to `start`. It seeks (see [`ShardReader::resume`])
+/// rather than being rebuilt, as building one costs more than reading a
+/// few records.
+fn body_reader(
+    data: &[u8],
+    start: usize,
+    delimiter: u8,
+    quote: Option<u8>,
+) -> csv::Reader<std::io::Cursor<&[u8]>> {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter).has_headers(false).flexible(true);
+    match quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    let mut cur = std::io::Cursor::new(data);
+    cur.set_position(start.min(data.len()) as u64);
+    b.from_reader(cur)
+}
+
+/// A csv parser for one line at a time (see [`scan_line`]).
+fn line_parser(delimiter: u8, quote: Option<u8>) -> csv_core::Reader {
+    let mut b = csv_core::ReaderBuilder::new();
+    b.delimiter(delimiter);
+    match quote {
+        Some(q) => b.quote(q),
+        None => b.quoting(false),
+    };
+    b.build()
+}
+
+/// Parses `text` followed by one more line break, by csv rules: the
+/// number of fields of its first record, and whether that record ended
+/// within the text or at the added break (`false`: it ran to the end
+/// inside an open quote).
+fn scan_line(p: &mut csv_core::Reader, text: &[u8]) -> (usize, bool) {
+    use csv_core::ReadFieldResult;
+    p.reset();
+    let mut out = [0u8; 256];
+    let mut fields = 0;
+    for chunk in [text, b"\n", b""] {
+        let mut input = chunk;
+        loop {
+            let (res, nin, _) = p.read_field(input, &mut out);
+            input = &input[nin..];
+            match res {
+                ReadFieldResult::InputEmpty => break,
+                ReadFieldResult::OutputFull => {}
+                ReadFieldResult::Field { record_end } => {
+                    fields += 1;
+                    if record_end {
+                        return (fields, !chunk.is_empty());
+                    }
+                }
+                ReadFieldResult::End => return (fields, false),
+            }
+        }
+    }
+    (fields, false)
 }
 
 fn csv_reader(data: &[u8], start: usize, delimiter: u8, quote: Option<u8>) -> csv::Reader<&[u8]> {
@@ -717,7 +848,9 @@ fn csv_reader(data: &[u8], start: usize, delimiter: u8, quote: Option<u8>) -> cs
 pub struct ShardReader<'x, 'a> {
     x: &'x Extract<'a>,
     /// The csv reader (delimited layouts), reading `data[base..]`.
-    csv: Option<csv::Reader<&'a [u8]>>,
+    csv: Option<csv::Reader<std::io::Cursor<&'a [u8]>>>,
+    /// Parses single lines for the multi-line checks; built on first use.
+    lines: Option<Box<csv_core::Reader>>,
     base: usize,
     /// Fixed-width layouts: where the next line starts.
     pos: usize,
@@ -754,13 +887,22 @@ impl ShardReader<'_, '_> {
                 None => return Ok(false),
             }
         } else {
+            // Lines of only spaces are blank lines in a fixed-width file:
+            // they are counted by `blank_before`, never records.
             let mut p = self.pos;
-            while p < data.len() && matches!(data[p], b'\r' | b'\n') {
-                p += 1;
-            }
-            if p >= data.len() {
-                self.finish();
-                return Ok(false);
+            loop {
+                while p < data.len() && matches!(data[p], b'\r' | b'\n') {
+                    p += 1;
+                }
+                if p >= data.len() {
+                    self.finish();
+                    return Ok(false);
+                }
+                let (e, next) = line_end(data, p);
+                if !data[p..e].iter().all(|&b| b == b' ') {
+                    break;
+                }
+                p = next;
             }
             (p, 0)
         };
@@ -773,6 +915,7 @@ impl ShardReader<'_, '_> {
         rec.file = self.x.file;
         rec.number = number;
         rec.line = self.line_at(start);
+        rec.last_line = rec.line;
         rec.start = start;
         rec.fail = None;
         rec.replaced = 0;
@@ -836,44 +979,50 @@ impl ShardReader<'_, '_> {
 
     /// Bounds a delimited record: an unbalanced quote, an overlong record
     /// or field.
+    ///
+    /// A record may span lines only when every line break in it lies in a
+    /// `multiline` column, it has the extract's field count, it stays
+    /// within `max_record_lines`, and none of its continuation lines would
+    /// be a complete record on its own; and no record may end inside an
+    /// open quote at the end of the file. Otherwise only its first line is
+    /// rejected (`unbalanced_quote`) and reading resumes on the next line,
+    /// so a line that is a patron on its own is never absorbed into
+    /// another record.
     fn check_delimited(&mut self, rec: &mut RawRecord) {
         let data = self.x.data;
         let d = &self.x.dialect;
         let (start, end) = (rec.start, rec.end);
         let content_end = start + trim_line_end(&data[start..end]).len();
         let lines = count_breaks(data, start, content_end) + 1;
-        let at_eof_in_quotes = end >= data.len()
-            && lines > 1
-            && d.quote
-                .is_some_and(|q| data[start..end].iter().filter(|&&b| b == q).count() % 2 == 1);
-        if lines > d.max_record_lines || at_eof_in_quotes {
-            // Resume on the line after the record's start, and keep only
-            // that first line's fields for the report.
+        let mut why = if lines > 1 {
+            self.span_problem(rec, content_end, lines)
+        } else {
+            None
+        };
+        if why.is_none() && end >= data.len() && self.ends_in_quotes(start) {
+            why = Some("runs to the end of the file inside quotes".to_string());
+        }
+        if let Some(why) = why {
+            // Resume on the line after the record's start. Its fields are
+            // not kept: with the quoting broken they cannot be trusted.
             let next = line_end(data, start).1;
-            let mut first = csv_reader(&data[..next], start, d.delimiter, d.quote);
-            if !matches!(first.read_byte_record(&mut rec.fields), Ok(true)) {
-                rec.fields.clear();
-            }
-            self.csv = Some(csv_reader(data, next, d.delimiter, d.quote));
-            self.base = next;
+            rec.fields.clear();
+            self.resume(next);
             rec.end = next;
-            let why = if lines > d.max_record_lines {
-                format!("runs past {} lines", d.max_record_lines)
-            } else {
-                "runs to the end of the file".to_string()
-            };
             rec.fail = Some(Fail::new(
                 Reason::UnbalancedQuote,
                 "",
                 format!(
-                    "a quote opened in the record at line {} never closes (the record {why}); \
-                     the record is rejected and reading resumes at line {}",
-                    rec.line,
-                    rec.line + 1
+                    "a quote opened at line {l} does not close on that line (the record {why}); \
+                     line {l} is rejected and reading resumes at line {}. If line breaks are \
+                     legitimate in that column, list it in `[input] multiline`",
+                    rec.line + 1,
+                    l = rec.line,
                 ),
             ));
             return;
         }
+        rec.last_line = rec.line + lines - 1;
         // The record's line breaks are counted: the next line number
         // need not count them again.
         if self.counted_to == start {
@@ -915,6 +1064,108 @@ impl ShardReader<'_, '_> {
         }
     }
 
+    /// Makes the csv reader go on at `at` (a line start).
+    fn resume(&mut self, at: usize) {
+        let d = &self.x.dialect;
+        let ok = self.csv.as_mut().is_some_and(|r| {
+            r.seek_raw(std::io::SeekFrom::Start(at as u64), csv::Position::new())
+                .is_ok()
+        });
+        if !ok {
+            self.csv = Some(body_reader(self.x.data, at, d.delimiter, d.quote));
+        }
+        self.base = at;
+    }
+
+    /// The single-line parser, built on first use.
+    fn line_parser(&mut self) -> &mut csv_core::Reader {
+        let d = &self.x.dialect;
+        self.lines
+            .get_or_insert_with(|| Box::new(line_parser(d.delimiter, d.quote)))
+    }
+
+    /// Why a record spanning `lines` lines may not (see
+    /// [`ShardReader::check_delimited`]); `None` when it may.
+    fn span_problem(&mut self, rec: &RawRecord, content_end: usize, lines: u64) -> Option<String> {
+        let d = &self.x.dialect;
+        // Outside quotes a line break ends the record, so each break of
+        // the record is inside a quoted field and kept in its value.
+        for (i, f) in rec.fields.iter().enumerate() {
+            if memchr::memchr2(b'\n', b'\r', f).is_some()
+                && !self.x.multiline.get(i).copied().unwrap_or(false)
+            {
+                let name = self.x.columns.get(i).map_or("?", |c| c.as_str());
+                return Some(format!(
+                    "would run over a line break in field {} ({name}), which is not a \
+                     `multiline` column",
+                    i + 1
+                ));
+            }
+        }
+        if rec.fields.len() != self.x.width {
+            return Some(format!(
+                "would span {lines} lines with {} fields instead of {}",
+                rec.fields.len(),
+                self.x.width
+            ));
+        }
+        if lines > d.max_record_lines {
+            return Some(format!(
+                "would run past {} lines (max_record_lines)",
+                d.max_record_lines
+            ));
+        }
+        let data = self.x.data;
+        let mut p = line_end(data, rec.start).1;
+        let mut line = rec.line + 1;
+        while p < content_end {
+            let (e, next) = line_end(data, p);
+            if let Some(what) = self.record_like(&data[p..e]) {
+                return Some(format!("would take in line {line}, which {what}"));
+            }
+            p = next;
+            line += 1;
+        }
+        None
+    }
+
+    /// Why one continuation line (without its line break) may not be part
+    /// of a multi-line value, read on its own: it is a complete record
+    /// (its quotes close on the line and it has the extract's field
+    /// count), or it opens a quote that does not close on the line (a
+    /// broken record start of its own: two such lines must not pair up
+    /// into one record). A value's own text lines are neither.
+    fn record_like(&mut self, line: &[u8]) -> Option<&'static str> {
+        if line.is_empty() {
+            return None;
+        }
+        let width = self.x.width;
+        let (fields, closed) = scan_line(self.line_parser(), line);
+        if !closed {
+            Some("opens a quote of its own that does not close on it")
+        } else if fields == width {
+            Some("is a complete record on its own")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the record at `start`, which runs to the end of the file,
+    /// ends inside an open quote. Follows csv semantics (a quote inside an
+    /// unquoted field is data): the text is parsed with one more line
+    /// break, which completes the record unless it is quoted.
+    fn ends_in_quotes(&mut self, start: usize) -> bool {
+        let data = self.x.data;
+        let tail = &data[start..];
+        let Some(q) = self.x.dialect.quote else {
+            return false;
+        };
+        if memchr::memchr(q, tail).is_none() {
+            return false;
+        }
+        !scan_line(self.line_parser(), tail).1
+    }
+
     /// Cuts one fixed-width line into `rec.fields`.
     fn read_fixed(&mut self, rec: &mut RawRecord) {
         let data = self.x.data;
@@ -951,7 +1202,18 @@ impl ShardReader<'_, '_> {
                 (n, &line[at(layout.width.min(n))..])
             }
         };
-        if !tail.trim_ascii().is_empty() {
+        if !self.x.dialect.ragged && len != layout.width {
+            rec.fail = Some(Fail::new(
+                Reason::RecordLength,
+                "",
+                format!(
+                    "the line is {len} {u} long; the layout expects {} {u} (set `ragged = true` \
+                     to accept shorter and longer lines)",
+                    layout.width,
+                    u = units_name(layout.units),
+                ),
+            ));
+        } else if !tail.trim_ascii().is_empty() {
             rec.fail = Some(Fail::new(
                 Reason::FieldCount,
                 "",
@@ -1052,18 +1314,26 @@ impl ShardReader<'_, '_> {
 
     /// Blank lines right before `start` (a record start or the end of the
     /// file): the line breaks after the last other byte, less the one
-    /// ending that byte's line. Derived from the text alone, so every
-    /// engine and shard plan counts each blank line exactly once.
+    /// ending that byte's line (or the header's). In a fixed-width file a
+    /// line of only spaces is blank too. Derived from the text alone, so
+    /// every engine and shard plan counts each blank line exactly once.
     fn blank_before(&self, start: usize) -> u64 {
         let data = self.x.data;
+        let spaces = self.x.dialect.fixed.is_some();
+        let floor = self.x.head_end;
         let mut g = start;
-        while g > 0 && matches!(data[g - 1], b'\r' | b'\n') {
+        while g > floor && (matches!(data[g - 1], b'\r' | b'\n') || (spaces && data[g - 1] == b' '))
+        {
             g -= 1;
         }
-        let n = count_breaks(data, g, start);
+        let mut n = count_breaks(data, g, start);
+        // A last line of only spaces, without a line break.
+        if start == data.len() && start > g && !matches!(data[start - 1], b'\r' | b'\n') {
+            n += 1;
+        }
         // The break ending the previous line (or the header row) is not
         // a blank line.
-        if g > 0 {
+        if g > 0 || self.x.dialect.header {
             n.saturating_sub(1)
         } else {
             n
@@ -1170,6 +1440,7 @@ impl RawRecord {
         RawRecord {
             file: 0,
             line: 0,
+            last_line: 0,
             number: 0,
             fields: csv::ByteRecord::new(),
             start: 0,
@@ -1266,7 +1537,8 @@ mod tests {
     #[test]
     fn header_bom_crlf_and_quoted_newlines_keep_line_numbers() {
         let data = b"\xEF\xBB\xBFid, name\r\n1,\"a\nb\"\r\n\r\n2,\"x,y\"\r\n";
-        let (cols, recs) = read_all(data, &dialect(true));
+        let d = Dialect::from_toml("multiline = [\"name\"]").unwrap();
+        let (cols, recs) = read_all(data, &d);
         assert_eq!(cols, ["id", "name"]);
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0], (2, 1, vec!["1".into(), "a\nb".into()]));
@@ -1313,13 +1585,8 @@ mod tests {
     fn lf_and_crlf_give_the_same_line_numbers() {
         let lf = b"h1,h2\n\n1,\"x\ny\"\n2,b\n\n\n3,c";
         let crlf = b"h1,h2\r\n\r\n1,\"x\r\ny\"\r\n2,b\r\n\r\n\r\n3,c";
-        let lines = |b: &[u8]| {
-            read_all(b, &dialect(true))
-                .1
-                .iter()
-                .map(|r| r.0)
-                .collect::<Vec<_>>()
-        };
+        let d = Dialect::from_toml("multiline = [\"h2\"]").unwrap();
+        let lines = |b: &[u8]| read_all(b, &d).1.iter().map(|r| r.0).collect::<Vec<_>>();
         assert_eq!(lines(lf), [3, 5, 8]);
         assert_eq!(lines(crlf), [3, 5, 8]);
     }
@@ -1429,17 +1696,94 @@ mod tests {
                 (6, None)
             ]
         );
-        // Only the first line's fields are kept for the report.
-        assert_eq!(p.records[0].1, [b"1".to_vec(), b"open\n".to_vec()]);
+        // Its fields are not kept: the quoting broke them.
+        assert!(p.records[0].1.is_empty());
         // At the end of the file the limit is not needed to notice it.
         let p = parse_all(b"id,name\n1,a\n2,\"b\n3,c\n", &d).unwrap();
         assert_eq!(
             reasons(&p),
             [(2, None), (3, Some("unbalanced_quote")), (4, None)]
         );
-        // A legitimately quoted line break is fine.
+        // A quoted line break is a record only in a `multiline` column;
+        // elsewhere the first line is rejected and the next one read.
+        let p = parse_all(b"id,name\n1,\"a\nb\"\n2,c\n", &d).unwrap();
+        assert_eq!(
+            reasons(&p),
+            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
+        );
+        let d = Dialect::from_toml("max_record_lines = 3\nmultiline = [\"name\"]").unwrap();
         let p = parse_all(b"id,name\n1,\"a\nb\"\n2,c\n", &d).unwrap();
         assert_eq!(reasons(&p), [(2, None), (4, None)]);
+    }
+
+    #[test]
+    fn multiline_spans_never_take_in_a_record() {
+        let d = Dialect::from_toml("multiline = [\"note\"]").unwrap();
+        let read = |b: &[u8]| reasons(&parse_all(b, &d).unwrap());
+        // A continuation line that is a whole record on its own ends the
+        // span: each line gets its own outcome.
+        assert_eq!(
+            read(b"id,note,x\n1,\"open,a\n2,n,b\n3,\"c\",d\n"),
+            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
+        );
+        // The wrong field count after a span (line 3 is then read on its
+        // own; its field count is the mapper's to check).
+        assert_eq!(
+            read(b"id,note,x\n1,\"a\nb\",c,d\n2,n,e\n"),
+            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
+        );
+        // A quote that never closes in the last line; and a quote in the
+        // middle of an unquoted field is data, not an open quote.
+        assert_eq!(
+            read(b"id,note,x\n1,a\"b,c\n2,\"d,e"),
+            [(2, None), (3, Some("unbalanced_quote"))]
+        );
+        assert_eq!(
+            read(b"id,note,x\n1,\"a\nb,c\n"),
+            [(2, Some("unbalanced_quote")), (3, None)]
+        );
+        // Two broken lines do not pair up: line 3 opens a quote of its own
+        // (which closes line 2's), so it is not part of line 2's value.
+        assert_eq!(
+            read(b"id,note,x\n1,\"a\n2,\"b,c\n3,n,e\n"),
+            [
+                (2, Some("unbalanced_quote")),
+                (3, Some("unbalanced_quote")),
+                (4, None)
+            ]
+        );
+        // A legitimate note: lines 2-3 are one record.
+        let p = parse_all(b"id,note,x\n1,\"a\nb\",c\n2,n,e\n", &d).unwrap();
+        assert_eq!(reasons(&p), [(2, None), (4, None)]);
+        assert_eq!(p.records[0].1[1], b"a\nb");
+    }
+
+    #[test]
+    fn every_line_is_a_record_a_blank_or_the_header() {
+        let d = Dialect::from_toml("multiline = [\"note\"]").unwrap();
+        for data in [
+            &b"id,note\n\n1,\"a\n\nb\"\r\n\r\n2,\"x\n3,y\n\n"[..],
+            b"id,note\r\n1,a\r\n\r\n",
+            b"id,note\n1,\"a",
+            b"id,note",
+        ] {
+            let x = Extract::open(Path::new("t"), 0, data, &d).unwrap();
+            let mut rdr = x.reader(x.whole());
+            let mut rec = RawRecord::new();
+            let (mut lines, mut blank) = (0, 0);
+            while rdr.next_record(1, &mut rec).unwrap() {
+                lines += rec.last_line - rec.line + 1;
+                blank += rec.blank_before;
+            }
+            blank += rdr.trailing_blank();
+            let (total, header) = x.line_totals();
+            assert_eq!(
+                header + blank + lines,
+                total,
+                "{:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
     }
 
     #[test]
@@ -1495,7 +1839,7 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
 
     #[test]
     fn fixed_width_with_segments_in_characters() {
-        let d = Dialect::from_toml(SIF).unwrap();
+        let d = Dialect::from_toml(&SIF.replace("format", "ragged = true\nformat")).unwrap();
         let data = "UG  0011Élm 2Oak \n\nGR  002\r\nST  0031Pine3Fir x\n".as_bytes();
         let p = parse_all(data, &d).unwrap();
         assert_eq!(
@@ -1524,8 +1868,24 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
             [(1, None), (3, None), (4, Some("field_count"))]
         );
         assert_eq!(p.blank_lines, 1);
+        // Without `ragged` a line must be the layout's length; lines of
+        // only spaces are blank.
+        let d = Dialect::from_toml(SIF).unwrap();
+        let data = "UG  0011Élm 2Oak \n     \nGR  002\r\nST  0031Pine3Fir x\n   ".as_bytes();
+        let p = parse_all(data, &d).unwrap();
+        assert_eq!(
+            reasons(&p),
+            [
+                (1, None),
+                (3, Some("record_length")),
+                (4, Some("record_length"))
+            ]
+        );
+        assert_eq!(p.blank_lines, 2);
         // In bytes the É takes two.
-        let d = Dialect::from_toml(&SIF.replace("format", "units = \"bytes\"\nformat")).unwrap();
+        let d =
+            Dialect::from_toml(&SIF.replace("format", "units = \"bytes\"\nragged = true\nformat"))
+                .unwrap();
         let p = parse_all("UG  0011Élm 2Oak\n".as_bytes(), &d).unwrap();
         assert_eq!(
             p.records[0].1[3],
@@ -1578,7 +1938,7 @@ fields = [{ name = "TYPE", start = 1, length = 1 }, { name = "LINE1", start = 2,
 
     #[test]
     fn a_lone_cr_ends_a_line_like_the_csv_crate_ends_a_record() {
-        let d = Dialect::from_toml("").unwrap();
+        let d = Dialect::from_toml("multiline = [\"name\"]").unwrap();
         let p = parse_all(b"id,name\r1,a\r\r2,b\r\n3,\"x\ry\"\n4,d", &d).unwrap();
         let lines: Vec<u64> = p.records.iter().map(|r| r.0).collect();
         assert_eq!(lines, [2, 4, 5, 7]);

@@ -210,7 +210,7 @@ fn dates_try_every_format_place_two_digit_years_and_drop_optional_ones() {
         );
     }
     let header = fs::read_to_string(out.join("warnings.csv")).unwrap();
-    assert!(header.starts_with("source_file,line,record,primary_id,code,field,message\n"));
+    assert!(header.starts_with("source_file,line,last_line,record,primary_id,code,field,message\n"));
 
     // The parallel engine with tiny shards writes the same reports.
     let par = t.path().join("par");

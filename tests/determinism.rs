@@ -79,10 +79,6 @@ fn extract() -> impl Strategy<Value = (Vec<u8>, bool)> {
     })
 }
 
-fn run(input: &Path, out: &Path, engine: Engine, mmap: MmapChoice) -> BTreeMap<String, Vec<u8>> {
-    run_with(PROFILE, input, out, engine, mmap)
-}
-
 fn run_with(
     profile: &str,
     input: &Path,
@@ -118,10 +114,19 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn parallel_equals_reference((data, _crlf) in extract(), threads in 1usize..5, shard in 1usize..400) {
+    fn parallel_equals_reference(
+        (data, _crlf) in extract(),
+        multiline in any::<bool>(),
+        threads in 1usize..5,
+        shard in 1usize..400,
+    ) {
         let t = tempfile::tempdir().unwrap();
         let input = t.path().join("in.csv");
         std::fs::write(&input, &data).unwrap();
+        // With a `multiline` column the shard plan follows quotes; without
+        // one it splits on line breaks alone.
+        let profile = if multiline { PROFILE.replacen("[input]", MULTILINE, 1) } else { PROFILE.to_string() };
+        let run = |input: &Path, out: &Path, engine, mmap| run_with(&profile, input, out, engine, mmap);
         let reference = run(&input, &t.path().join("ref"), Engine::Reference, MmapChoice::Never);
         let parallel = run(
             &input,
@@ -135,6 +140,9 @@ proptest! {
         }
     }
 }
+
+/// `[input]` with NOTE as a `multiline` column.
+const MULTILINE: &str = "[input]\nmultiline = [\"NOTE\"]";
 
 /// The reference and the parallel engine on `data` with `profile`.
 fn same_bytes(
@@ -268,6 +276,7 @@ proptest! {
     fn decoded_and_broken_input_is_engine_independent(
         data in legacy_extract(),
         utf8 in any::<bool>(),
+        multiline in any::<bool>(),
         threads in 1usize..5,
         shard in 1usize..300,
     ) {
@@ -276,7 +285,10 @@ proptest! {
         } else {
             "[input]\nencoding = \"windows-1252\"\nmax_record_lines = 4\nragged_rows = \"pad\""
         };
-        let profile = PROFILE.replacen("[input]", input, 1);
+        let mut profile = PROFILE.replacen("[input]", input, 1);
+        if multiline {
+            profile = profile.replacen("[input]", MULTILINE, 1);
+        }
         same_bytes(&profile, &data, threads, shard)?;
     }
 
@@ -284,10 +296,14 @@ proptest! {
     fn fixed_width_is_engine_independent(
         data in fixed_extract(),
         bytes in any::<bool>(),
+        ragged in any::<bool>(),
         threads in 1usize..5,
         shard in 1usize..200,
     ) {
-        let profile = FIXED_PROFILE.replace("UNITS", if bytes { "bytes" } else { "chars" });
+        let mut profile = FIXED_PROFILE.replace("UNITS", if bytes { "bytes" } else { "chars" });
+        if ragged {
+            profile = profile.replacen("[input]", "[input]\nragged = true", 1);
+        }
         same_bytes(&profile, &data, threads, shard)?;
     }
 }
@@ -309,6 +325,10 @@ fn a_quote_inside_an_unquoted_field_falls_back_to_an_exact_parse() {
     let t = tempfile::tempdir().unwrap();
     let input = t.path().join("in.csv");
     std::fs::write(&input, s).unwrap();
+    // The two-line notes are legitimate: NOTE is a `multiline` column, so
+    // the plan follows quote parity (and `ab"c` misleads it).
+    let profile = PROFILE.replacen("[input]", MULTILINE, 1);
+    let run = |input: &Path, out: &Path, engine, mmap| run_with(&profile, input, out, engine, mmap);
     let reference = run(
         &input,
         &t.path().join("ref"),
@@ -405,4 +425,67 @@ fn large_documents_are_identical_across_engines() {
     let large = entries.iter().filter(|(_, x)| x.len() > 3 * 65536).count();
     assert!(large >= 5, "{large} documents over 192 KiB");
     assert!(outs[0] == outs[1] && outs[0] == outs[2]);
+}
+
+#[test]
+fn a_shard_boundary_inside_a_broken_quoted_span_changes_nothing() {
+    // Unclosed quotes in LAST (never multiline) and in NOTE (multiline or
+    // not), legitimate two-line notes and a quote left open at the end of
+    // the file: every shard size from 1 byte to the whole file puts a
+    // boundary inside each broken span somewhere.
+    let mut s = String::from("ID,LAST,NOTE,GROUP,EXP,BC\n");
+    for i in 0..24 {
+        let row = match i % 6 {
+            0 => format!("I{i},\"open,n,A,,B{i}"),
+            1 => format!("I{i},L,\"note\nmore\",A,,B{i}"),
+            2 => format!("I{i},L,\"never closed,A,,B{i}"),
+            3 => format!("I{i},L,a\"b,A,,B{i}"),
+            _ => format!("I{i},L,n,A,,B{i}"),
+        };
+        s.push_str(&row);
+        s.push('\n');
+    }
+    s.push_str("I99,L,\"open at the end,A,,B99");
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("in.csv");
+    std::fs::write(&input, &s).unwrap();
+    for input_toml in ["[input]", MULTILINE] {
+        let profile = PROFILE.replacen("[input]", input_toml, 1);
+        let reference = run_with(
+            &profile,
+            &input,
+            &t.path().join("ref"),
+            Engine::Reference,
+            MmapChoice::Never,
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&reference["summary.json"]).unwrap();
+        // Two inputs of the same file, every line accounted for.
+        let lines = &summary["lines_read"];
+        assert_eq!(lines["total"], 2 * physical_lines(s.as_bytes()), "{lines}");
+        assert!(
+            summary["rejected_by_reason"]["unbalanced_quote"]
+                .as_u64()
+                .unwrap()
+                >= 10
+        );
+        for shard in (1..=s.len()).filter(|n| *n <= 80 || n % 16 == 0) {
+            let par = run_with(
+                &profile,
+                &input,
+                &t.path().join(format!("p{shard}")),
+                Engine::Parallel {
+                    threads: 3,
+                    shard_bytes: shard,
+                },
+                if shard % 2 == 0 {
+                    MmapChoice::Auto
+                } else {
+                    MmapChoice::Never
+                },
+            );
+            assert!(reference == par, "{input_toml}: shard {shard} differs");
+            let _ = std::fs::remove_dir_all(t.path().join(format!("p{shard}")));
+        }
+    }
 }

@@ -24,8 +24,7 @@ fn data(name: &str) -> PathBuf {
 fn rejects_text(out: &Path) -> String {
     let mut r = csv::Reader::from_path(out.join("rejects.csv")).unwrap();
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["line", "record", "primary_id", "reason", "field", "message"])
-        .unwrap();
+    w.write_record(r.headers().unwrap().iter().skip(1)).unwrap();
     for row in r.records() {
         let row = row.unwrap();
         w.write_record(row.iter().skip(1)).unwrap();
@@ -76,6 +75,22 @@ fn case(case: &str, profile: &Path, input: &str, status: i32) -> serde_json::Val
     assert_eq!(
         s["records_read"].as_u64().unwrap(),
         s["users_written"].as_u64().unwrap() + s["rejected"].as_u64().unwrap()
+    );
+    // Every physical line has one outcome, counted independently here.
+    let mut text = std::fs::read(data(input)).unwrap();
+    if let Some(utf16) = text.strip_prefix(b"\xFF\xFE") {
+        let units: Vec<u16> = utf16
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        text = String::from_utf16_lossy(&units).into_bytes();
+    }
+    let l = &s["lines_read"];
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert_eq!(n("total"), physical_lines(&text), "{l}");
+    assert_eq!(
+        n("total"),
+        n("header") + n("blank") + n("written") + n("rejected") + n("superseded")
     );
     s
 }

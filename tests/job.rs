@@ -52,6 +52,23 @@ fn assert_books(dir: &Path) -> serde_json::Value {
         .records()
         .count() as u64;
     assert_eq!(dup_rows, superseded);
+    // Line by line too: a superseded record's lines are `superseded`.
+    let l = &s["lines_read"];
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert_eq!(
+        n("total"),
+        n("header") + n("blank") + n("written") + n("rejected") + n("superseded"),
+        "{l}"
+    );
+    assert!(n("superseded") >= superseded, "{l}");
+    assert_eq!(superseded == 0, n("superseded") == 0, "{l}");
+    let per_input: u64 = s["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["lines_read"]["superseded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_input, n("superseded"));
     s
 }
 

@@ -21,6 +21,8 @@ mod job;
 mod fuzz_replay;
 // Encodings, broken rows and fixed-width extracts against golden files.
 mod input;
+// Issue 11's reader regressions: every line's outcome, pinned.
+mod reader;
 // check and repack: samples, reason-code fixtures, untrusted zips.
 mod check;
 // Issue 11: C1 controls, strict Windows-1252, dates, encoding mistakes,

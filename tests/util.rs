@@ -128,6 +128,7 @@ pub fn rejects(dir: &Path) -> Vec<BTreeMap<String, String>> {
         [
             "source_file",
             "line",
+            "last_line",
             "record",
             "primary_id",
             "reason",
@@ -180,6 +181,28 @@ pub fn summary(dir: &Path) -> serde_json::Value {
         .sum();
     assert_eq!(by_group, n("users_written"));
     assert_eq!(rejects(dir).len() as u64, n("rejected"));
+    // `convert`: every physical line has exactly one outcome, and the
+    // rejected lines are those `rejects.csv` spans.
+    if let Some(l) = s.get("lines_read") {
+        let m = |k: &str| l[k].as_u64().unwrap();
+        assert_eq!(
+            m("total"),
+            m("header") + m("blank") + m("written") + m("rejected") + m("superseded"),
+            "lines_read {l}"
+        );
+        assert_eq!(m("blank"), n("blank_lines"));
+        assert!(m("written") >= n("users_written"));
+        let spanned: u64 = rejects(dir)
+            .iter()
+            .map(|r| {
+                let a: u64 = r["line"].parse().unwrap();
+                let b: u64 = r["last_line"].parse().unwrap();
+                assert!(a <= b, "{r:?}");
+                b - a + 1
+            })
+            .sum();
+        assert_eq!(spanned, m("rejected"), "lines_read {l}");
+    }
     s
 }
 
@@ -189,4 +212,21 @@ pub fn user_count(dir: &Path) -> usize {
         .iter()
         .map(|(_, t)| t.matches("<user>").count())
         .sum()
+}
+
+/// Physical lines of `text` counted byte by byte: LF, CRLF and a lone CR
+/// each end a line, and a last line without a break counts too. Kept
+/// apart from the tool's own counting on purpose. A byte-order mark or a
+/// UTF-16 encoding is the caller's to undo.
+pub fn physical_lines(text: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && text.get(i + 1) != Some(&b'\n')) {
+            n += 1;
+        }
+    }
+    if text.last().is_some_and(|&b| b != b'\n' && b != b'\r') {
+        n += 1;
+    }
+    n
 }

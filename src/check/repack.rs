@@ -77,6 +77,7 @@ impl Visitor for Writer {
             self.inputs.push(InputInfo {
                 path: s.file.clone(),
                 records: 0,
+                lines_read: None,
             });
         }
         Ok(())
@@ -90,6 +91,7 @@ impl Visitor for Writer {
         if let Some(bad) = v.issues.iter().find(|i| !i.code.repairable()) {
             self.rejects.write(
                 &v.source.label(),
+                bad.line,
                 bad.line,
                 self.read,
                 v.primary_id,
@@ -217,6 +219,7 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
                 InputInfo {
                     path: shown,
                     records: 0,
+                    lines_read: None,
                 },
             );
         }
@@ -232,6 +235,7 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
         as_of: opts.as_of.format("%Y-%m-%d").to_string(),
         inputs,
         records_read: read,
+        lines_read: None,
         users_written: written,
         rejected,
         duplicate_identifiers: by_reason

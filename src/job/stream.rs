@@ -30,7 +30,9 @@ use super::{
     first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
     DUPLICATES_HEADER,
 };
-use crate::convert::{csv_err, finish, hidden_temp, map_record, ConvertOptions, Emitter, Extras};
+use crate::convert::{
+    csv_err, finish, hidden_temp, map_record, reject_id, ConvertOptions, Emitter, Extras,
+};
 use crate::dedupe::{IdSet, Owner};
 use crate::engine::{place_in_order, Compressed};
 use crate::error::{Error, Result};
@@ -88,6 +90,9 @@ enum Event<'b, C> {
         /// What the input looks like when declared UTF-8 but is not (see
         /// [`crate::convert::encoding_suspect`]).
         suspect: Option<&'static str>,
+        /// `(total, header)` lines of the input (see
+        /// [`Extract::line_totals`]).
+        totals: (u64, u64),
     },
 }
 
@@ -166,6 +171,7 @@ impl Ctx<'_> {
                     trailing_blank: rdr.trailing_blank(),
                     records: number,
                     suspect: crate::convert::encoding_suspect(&self.dialects[si], &text),
+                    totals: x.line_totals(),
                 })?;
                 file += 1;
                 mapper = Some(m);
@@ -346,6 +352,8 @@ struct Merge {
 struct Row {
     file: u32,
     line: u64,
+    /// Physical lines of the record.
+    lines: u64,
     group: String,
     primary_id: String,
     /// The match value as the record has it (winners only).
@@ -757,7 +765,7 @@ pub(super) fn run(
                     .push((out.items.len(), m.report_id(&rec.fields), warnings));
             }
             let item = match result {
-                Err(fail) => UserItem::Rejected(m.report_id(&rec.fields), fail),
+                Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
                 Ok(_) if f & MAPPED == 0 => UserItem::Changed,
                 Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
                 Ok(user) if f & WRITTEN != 0 => {
@@ -809,19 +817,24 @@ pub(super) fn run(
             Ok(())
         };
         let mut user_xml = Vec::new();
+        let mut blank_mark = em.stats.blank_lines;
         let consumed = ctx.scan(map_users, |ev| {
             let (si, batch, chunks) = match ev {
                 Event::EndFile {
                     file,
                     trailing_blank,
                     suspect,
+                    totals,
                     ..
                 } => {
                     if let Some(looks) = suspect {
                         em.note_suspect(file, looks);
                     }
+                    // The file's batches are merged into `em.stats` by now.
                     em.stats.blank_lines += trailing_blank;
-                    em.end_file(file as usize);
+                    let blank = em.stats.blank_lines - blank_mark;
+                    blank_mark = em.stats.blank_lines;
+                    em.end_file(file as usize, totals, blank);
                     return Ok(());
                 }
                 Event::Batch {
@@ -839,7 +852,7 @@ pub(super) fn run(
                     for (j, item) in chunk.items.into_iter().enumerate() {
                         let rec = recs.next().ok_or_else(changed)?;
                         if let Some((_, id, fails)) = warnings.next_if(|w| w.0 == j) {
-                            em.warn(rec.file, rec.line, rec.number, &id, &fails)?;
+                            em.warn(rec.file, rec.line, rec.last_line, rec.number, &id, &fails)?;
                         }
                         let number = em.next_number();
                         let i = number as usize - 1;
@@ -852,15 +865,19 @@ pub(super) fn run(
                                 return Err(changed())
                             }
                             UserItem::Rejected(id, fail) => {
-                                em.reject(rec.file, rec.line, number, &id, &fail)?
+                                em.reject(rec.file, rec.line, rec.last_line, number, &id, &fail)?
                             }
                             UserItem::Taken(id) => {
                                 let fail = lost.get(&i).ok_or_else(changed)?;
-                                em.reject(rec.file, rec.line, number, &id, fail)?;
+                                em.reject(rec.file, rec.line, rec.last_line, number, &id, fail)?;
                             }
                             UserItem::Xml(end, g) => {
                                 users_by_source[si] += 1;
-                                em.count_written(&chunk.groups[g as usize]);
+                                em.count_written(
+                                    rec.file,
+                                    rec.last_line - rec.line + 1,
+                                    &chunk.groups[g as usize],
+                                );
                                 let doc = docs.add(&chunk.xml[prev..end]);
                                 prev = end;
                                 if let Some(doc) = doc {
@@ -884,6 +901,7 @@ pub(super) fn run(
                                     Row {
                                         file: rec.file,
                                         line: rec.line,
+                                        lines: rec.last_line - rec.line + 1,
                                         group: group.clone(),
                                         primary_id: primary.clone(),
                                         key,
@@ -896,7 +914,7 @@ pub(super) fn run(
                                     }
                                 } else if flags[i] & WRITTEN == 0 {
                                     let fail = lost.get(&i).ok_or_else(changed)?;
-                                    em.reject(rec.file, rec.line, number, &primary, fail)?;
+                                    em.reject(rec.file, rec.line, rec.last_line, number, &primary, fail)?;
                                 } else {
                                     if merge {
                                         let pi = person_of.get(&i).copied().ok_or_else(changed)?;
@@ -910,7 +928,7 @@ pub(super) fn run(
                                     users_by_source[si] += 1;
                                     user_xml.clear();
                                     xml::write_user(&mut user_xml, &user);
-                                    em.count_written(&group);
+                                    em.count_written(rec.file, rec.last_line - rec.line + 1, &group);
                                     if let Some(doc) = docs.add(&user_xml) {
                                         submit(doc)?;
                                     }
@@ -962,6 +980,7 @@ pub(super) fn run(
         for (&(l, rule), m) in p.losers.iter().zip(per_loser) {
             let lose = rows.get(&l).ok_or_else(changed)?;
             superseded += 1;
+            em.count_superseded(lose.file, lose.lines);
             merged_values += m.took.len() as u64;
             *decided_by.entry(rule.code().to_string()).or_default() += 1;
             w.write_record([
