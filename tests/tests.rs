@@ -21,3 +21,6 @@ mod fuzz_replay;
 mod input;
 // check and repack: samples, reason-code fixtures, untrusted zips.
 mod check;
+// Every input line accounted for: random faulty extracts against an
+// independent model of the reader (issue 11).
+mod differential;
