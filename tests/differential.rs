@@ -1330,3 +1330,68 @@ fn issue_example_unclosed_street2_quote_swallows_no_patron() {
     );
     check(&b, &out).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The generator and the model really produce what the property test is
+/// meant to cover (so that it cannot pass by generating only easy
+/// extracts): every fault kind, each must-reject reason, legitimate
+/// multi-line notes, CRLF files and files without a final line break.
+#[test]
+fn generator_covers_every_fault_kind() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let strategy = extract();
+    for _ in 0..200 {
+        let x = strategy.new_tree(&mut runner).unwrap().current();
+        let b = build(&x);
+        let mut see = |k: String| *seen.entry(k).or_default() += 1;
+        see(format!("crlf={}", x.crlf));
+        see(format!("final_eol={}", x.final_eol));
+        for it in &b.items {
+            let kind = it.fault.split('(').next().unwrap().to_string();
+            see(kind.clone());
+            if let Some(r) = it.must_reject {
+                see(format!("must {r}"));
+            }
+            if it.clean.is_some() && it.last > it.first {
+                see("clean multi-line note".into());
+            }
+            // The model's lines are the file's lines.
+            assert_eq!(b.lines.len(), b.items.last().unwrap().last);
+            if kind == "None" {
+                assert!(it.clean.is_some() && it.must_reject.is_none());
+                let x = lex(&b.lines[it.first - 1]);
+                assert!(!x.malformed, "a clean line lexes well-formed");
+            }
+        }
+    }
+    for k in [
+        "crlf=true",
+        "crlf=false",
+        "final_eol=false",
+        "blank line",
+        "None",
+        "Unclosed",
+        "Stray",
+        "Short",
+        "Long",
+        "Break",
+        "Nul",
+        "Invalid",
+        "LongNote",
+        "must unbalanced_quote",
+        "must field_count",
+        "must nul_byte",
+        "must invalid_encoding",
+        "clean multi-line note",
+    ] {
+        assert!(
+            seen.get(k).copied().unwrap_or(0) >= 5,
+            "{k} generated too rarely: {seen:?}"
+        );
+    }
+}
