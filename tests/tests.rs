@@ -28,3 +28,6 @@ mod check;
 // Issue 11: C1 controls, strict Windows-1252, dates, encoding mistakes,
 // binary and oversized headers.
 mod chars;
+// Every input line accounted for: random faulty extracts against an
+// independent model of the reader (issue 11).
+mod differential;
