@@ -578,33 +578,42 @@ fn nested_zips_are_reported_and_not_repacked() {
 }
 
 /// Runs `cmd` to its end; its exit status, stdout and peak resident set
-/// in KiB (from the kernel's accounting of that one child).
+/// in KiB, measured by GNU time (`.ci/run` installs it).
+///
+/// Not the kernel's figure for our own child (`wait4`): a child spawned
+/// from this test process starts from the test process's address space, and
+/// its peak counts that space as it was before `exec`, so the figure grows
+/// with whatever the other tests in this process hold at that moment. GNU
+/// time is small and forks the command itself.
 #[cfg(target_os = "linux")]
-// The child is reaped by wait4, which std's wait cannot stand in for: it
-// alone returns the child's resource usage.
-#[allow(clippy::zombie_processes)]
 fn run_peak(cmd: &mut std::process::Command) -> (i32, String, u64) {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
+    let time = std::path::Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "these memory tests need GNU time: apt-get install time"
+    );
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let out = std::process::Command::new(time)
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
         .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run patronload");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
-    assert!(libc::WIFEXITED(status), "status {status}");
-    (libc::WEXITSTATUS(status), stdout, ru.ru_maxrss as u64)
+        .output()
+        .expect("run patronload under /usr/bin/time");
+    let text = std::fs::read_to_string(report.path()).unwrap();
+    // GNU time writes "Command exited with non-zero status N" first when
+    // the command fails; the figure is the last line.
+    let peak = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text:?}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        peak,
+    )
 }
 
 /// Writes `len` bytes of letters to `w` in 1 MiB blocks: mostly `a`, a

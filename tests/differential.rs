@@ -880,11 +880,25 @@ fn run_all(tmp: &Path, multiline: bool, bytes: &[u8]) -> Result<std::path::PathB
         let mut extra = vec!["--max-reject-rate", "100", "--quiet"];
         extra.extend_from_slice(engine);
         let o = convert(&prof, &out, &[&input], &extra);
-        if o.status.code() != Some(0) {
+        // Invalid bytes in an extract declared UTF-8 make the run exit 3
+        // (a suspected wrong encoding, named in summary.json), with the
+        // package written.
+        let not_utf8 = std::str::from_utf8(bytes).is_err();
+        let expected = Some(if not_utf8 { 3 } else { 0 });
+        if o.status.code() != expected {
             return Err(format!(
                 "convert {engine:?} exited {:?}: {}",
                 o.status.code(),
                 String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        let suspect = fs::read(out.join("summary.json")).is_ok_and(|b| {
+            serde_json::from_slice::<serde_json::Value>(&b)
+                .is_ok_and(|s| s.get("encoding_suspect").is_some())
+        });
+        if suspect != not_utf8 {
+            return Err(format!(
+                "encoding_suspect in summary.json: {suspect}, extract not UTF-8: {not_utf8}"
             ));
         }
         let files = dir_files(&out);

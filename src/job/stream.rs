@@ -914,7 +914,14 @@ pub(super) fn run(
                                     }
                                 } else if flags[i] & WRITTEN == 0 {
                                     let fail = lost.get(&i).ok_or_else(changed)?;
-                                    em.reject(rec.file, rec.line, rec.last_line, number, &primary, fail)?;
+                                    em.reject(
+                                        rec.file,
+                                        rec.line,
+                                        rec.last_line,
+                                        number,
+                                        &primary,
+                                        fail,
+                                    )?;
                                 } else {
                                     if merge {
                                         let pi = person_of.get(&i).copied().ok_or_else(changed)?;
@@ -928,7 +935,11 @@ pub(super) fn run(
                                     users_by_source[si] += 1;
                                     user_xml.clear();
                                     xml::write_user(&mut user_xml, &user);
-                                    em.count_written(rec.file, rec.last_line - rec.line + 1, &group);
+                                    em.count_written(
+                                        rec.file,
+                                        rec.last_line - rec.line + 1,
+                                        &group,
+                                    );
                                     if let Some(doc) = docs.add(&user_xml) {
                                         submit(doc)?;
                                     }
