@@ -11,11 +11,11 @@ use patronload::dedupe::{IdSet, Owner};
 use patronload::gen::{generate, GenOptions};
 use patronload::map::Mapper;
 use patronload::model::User;
-use patronload::package::{compress_entry, zip_time};
 use patronload::profile::{IdentifierCase, Profile};
+use patronload::read::source::{Dialect, Extract, RawRecord};
 use patronload::report::MapStats;
-use patronload::source::{Dialect, Extract, RawRecord};
-use patronload::xml;
+use patronload::write::package::{compress_entry, zip_time};
+use patronload::write::xml;
 
 /// Rows per iteration: big enough that per-call setup is noise.
 const ROWS: u64 = 20_000;

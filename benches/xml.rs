@@ -1,6 +1,6 @@
 //! XML serialization: patronload's templated writer against quick-xml's
 //! element-builder `Writer`, on the same users. This is the measurement
-//! behind the choice made in `src/xml.rs`.
+//! behind the choice made in `src/write/xml.rs`.
 
 use std::hint::black_box;
 
@@ -202,7 +202,7 @@ fn bench(c: &mut Criterion) {
     let users: Vec<User> = (0..1000).map(sample).collect();
     let mut buf = Vec::with_capacity(4 << 20);
     for u in &users {
-        patronload::xml::write_user(&mut buf, u);
+        patronload::write::xml::write_user(&mut buf, u);
     }
     let mut g = c.benchmark_group("xml_1000_users");
     g.throughput(Throughput::Bytes(buf.len() as u64));
@@ -210,7 +210,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             for u in &users {
-                patronload::xml::write_user(&mut buf, black_box(u));
+                patronload::write::xml::write_user(&mut buf, black_box(u));
             }
             assert!(buf.len() > 1000 * 1000);
             black_box(&buf);

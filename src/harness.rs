@@ -13,12 +13,12 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
-use crate::convert::{convert, ConvertOptions, Engine};
-use crate::decode::{decode, Encoding};
-use crate::input::MmapChoice;
-use crate::package::Limits;
 use crate::profile::Profile;
-use crate::source::{parse_all, Dialect, Parsed};
+use crate::read::decode::{decode, Encoding};
+use crate::read::input::MmapChoice;
+use crate::read::source::{parse_all, Dialect, Parsed};
+use crate::run::convert::{convert, ConvertOptions, Engine};
+use crate::write::package::Limits;
 
 /// Delimited dialects the fuzzer picks from: delimiters, quoting, header,
 /// small bounds so the bounding paths are reached.

@@ -1,29 +1,21 @@
 //! The `patronload` binary: parse flags, run, map the result to an exit
 //! status. Everything else lives in the library.
 
-mod checkcmd;
 mod cli;
 
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Parser;
-use patronload::convert::{convert, ConvertOptions, Engine, Outcome};
-use patronload::input::MmapChoice;
-use patronload::job::{convert_job, Job, JobOptions};
-use patronload::outdir::OutputOptions;
-use patronload::package::Limits;
-use patronload::profile::Profile;
 
-use cli::{Cli, Command, ConvertArgs, PublishArgs};
+use cli::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     on_signal_clean_up();
     match cli.command {
-        Command::Convert(args) => run_convert(args),
-        Command::Check(args) => checkcmd::run_check(args),
-        Command::Repack(args) => checkcmd::run_repack(args),
+        Command::Convert(args) => cli::convert::run_convert(args),
+        Command::Check(args) => cli::check::run_check(args),
+        Command::Repack(args) => cli::check::run_repack(args),
     }
 }
 
@@ -47,188 +39,3 @@ fn on_signal_clean_up() {
 
 #[cfg(not(unix))]
 fn on_signal_clean_up() {}
-
-/// Library options from the publishing flags.
-pub(crate) fn output_options(p: &PublishArgs) -> OutputOptions {
-    OutputOptions {
-        wait: p.wait,
-        group_readable: p.group_readable,
-    }
-}
-
-/// `n` and the noun, singular for one.
-pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn run_convert(args: ConvertArgs) -> ExitCode {
-    let started = Instant::now();
-    let as_of = args
-        .as_of
-        .unwrap_or_else(|| chrono::Local::now().date_naive());
-    let limits = Limits {
-        users_per_file: args.users_per_file,
-        files_per_zip: args.files_per_zip,
-        max_zip_bytes: args.max_zip_bytes.as_u64(),
-        max_total_bytes: args.max_total_bytes.as_u64(),
-        compression_level: args.compression_level,
-    };
-    let mmap = if args.no_mmap {
-        MmapChoice::Never
-    } else {
-        MmapChoice::Auto
-    };
-    let result = match (&args.job, &args.profile) {
-        (Some(job), _) => Job::load(job).and_then(|job| {
-            convert_job(&JobOptions {
-                job,
-                out_dir: args.out.clone(),
-                as_of,
-                limits,
-                reject_threshold_percent: args.max_reject_rate,
-                prefix: args.prefix.clone(),
-                engine: engine(&args),
-                mmap,
-                output: output_options(&args.publish),
-            })
-        }),
-        (None, Some(profile)) => Profile::load(profile).and_then(|p| {
-            convert(&ConvertOptions {
-                profile_path: profile.clone(),
-                profile: p,
-                inputs: args.inputs.clone(),
-                out_dir: args.out.clone(),
-                as_of,
-                limits,
-                reject_threshold_percent: args.max_reject_rate,
-                prefix: args.prefix.clone(),
-                engine: engine(&args),
-                mmap,
-                output: output_options(&args.publish),
-            })
-        }),
-        // clap requires one of the two.
-        (None, None) => Err(patronload::Error::Usage(
-            "give --profile with inputs, or --job".into(),
-        )),
-    };
-    match result {
-        Ok(outcome) => {
-            // A UTF-8 extract that is really "ANSI" loses every accented
-            // patron, however few: as loud as a high reject rate.
-            let exceeded = outcome.summary.reject_threshold_exceeded
-                || !outcome.summary.encoding_suspect.is_empty();
-            if !args.quiet || exceeded {
-                report(&outcome, &args, started);
-            }
-            if exceeded {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("patronload: {e}");
-            if e.is_usage() {
-                ExitCode::from(2)
-            } else {
-                eprintln!(
-                    "patronload: nothing was published in {}",
-                    args.out.display()
-                );
-                ExitCode::from(1)
-            }
-        }
-    }
-}
-
-fn engine(args: &ConvertArgs) -> Engine {
-    if args.reference {
-        return Engine::Reference;
-    }
-    let Engine::Parallel {
-        threads,
-        shard_bytes,
-    } = Engine::parallel_default()
-    else {
-        return Engine::Reference;
-    };
-    Engine::Parallel {
-        threads: args.threads.unwrap_or(threads),
-        shard_bytes: args.shard_bytes.unwrap_or(shard_bytes),
-    }
-}
-
-/// The human summary on stderr: counts and files only, never patron data.
-fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
-    let s = &o.summary;
-    eprintln!(
-        "patronload: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
-        plural(s.records_read, "record", "records"),
-        plural(s.users_written, "user", "users"),
-        s.rejected,
-        s.reject_rate_percent,
-        s.reject_threshold_percent
-    );
-    for (reason, n) in &s.rejected_by_reason {
-        eprintln!("  rejected {reason}: {n}");
-    }
-    for (field, n) in &s.map.dropped_fields {
-        eprintln!(
-            "  left out unreadable {field}: {n} (patrons kept; see {})",
-            patronload::convert::WARNINGS_FILE
-        );
-    }
-    for (field, codes) in &s.map.unknown_codes {
-        let total: u64 = codes.values().sum();
-        eprintln!(
-            "  unknown codes in {field}: {total} ({} distinct)",
-            codes.len()
-        );
-    }
-    for z in &s.zips {
-        eprintln!(
-            "  wrote {} ({}, {}, {})",
-            z.name,
-            plural(z.users, "user", "users"),
-            plural(z.bytes, "byte", "bytes"),
-            plural(z.entries.len() as u64, "XML file", "XML files")
-        );
-    }
-    if let Some(j) = &s.job {
-        eprintln!(
-            "  people in more than one record: {} ({} records superseded, {} values merged; see {})",
-            j.people_matched,
-            j.superseded,
-            j.merged_values,
-            patronload::job::DUPLICATES_FILE
-        );
-    }
-    for p in &o.removed_stale {
-        eprintln!(
-            "  removed stale {} from an earlier, larger run",
-            p.display()
-        );
-    }
-    eprintln!(
-        "  reports: {}, {} and {} in {}",
-        patronload::convert::REJECTS_FILE,
-        patronload::convert::WARNINGS_FILE,
-        patronload::convert::SUMMARY_FILE,
-        args.out.display()
-    );
-    for e in &s.encoding_suspect {
-        eprintln!(
-            "patronload: {} is declared {} but is not: {} record(s) hold bytes that are not \
-             valid UTF-8, and they read as {}. Set `encoding = \"{}\"` in [input], or export \
-             the extract as UTF-8 (not ANSI)",
-            e.path, e.declared, e.invalid_records, e.looks_like, e.looks_like
-        );
-    }
-    if s.reject_threshold_exceeded {
-        eprintln!(
-            "patronload: reject rate above the threshold: check rejects.csv before Alma loads this"
-        );
-    }
-    eprintln!("  elapsed {:.2}s", started.elapsed().as_secs_f64());
-}

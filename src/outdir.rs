@@ -898,6 +898,23 @@ fn free_bytes(_dir: &Path) -> Option<u64> {
     None
 }
 
+/// A hidden temporary file for output bound for `dir`: in the staging
+/// directory of the run publishing into `dir`, created private (`0600`, or
+/// `0640` for a group-readable run; the umask may take more away).
+pub(crate) fn hidden_temp(dir: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+    let (stage, mode) = temp_dir_for(dir)?;
+    let mut b = tempfile::Builder::new();
+    b.prefix(".patronload-").suffix(suffix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    b.tempfile_in(&stage).map_err(|e| Error::io(dir, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

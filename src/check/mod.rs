@@ -30,8 +30,8 @@ use serde::Serialize;
 
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
-use crate::package::Limits;
 use crate::profile::IdentifierCase;
+use crate::write::package::Limits;
 
 pub use codes::CodeTables;
 pub use parse::Node;

@@ -21,10 +21,10 @@ use quick_xml::escape::{escape, partial_escape};
 use super::parse::Node;
 use super::schema::{Content, Group, USER};
 use super::{walk, CheckOptions, CheckReport, Code, Source, Visit, Visitor};
-use crate::convert::{in_out_dir, publish, RejectsWriter};
 use crate::error::{Error, Result};
-use crate::package::Packager;
 use crate::report::{InputInfo, MapStats, Summary};
+use crate::run::convert::{in_out_dir, publish, RejectsWriter};
+use crate::write::package::Packager;
 
 /// Everything one `repack` run needs.
 #[derive(Debug, Clone)]
@@ -287,7 +287,7 @@ const FILE_REPAIRS: &[&str] = &[
     "directory_budget",
 ];
 
-/// Writes one repaired `<user>` the way [`crate::xml`] indents users.
+/// Writes one repaired `<user>` the way [`crate::write::xml`] indents users.
 fn write_user(out: &mut Vec<u8>, user: &Node, stats: &mut MapStats) {
     stats.forbidden_chars_removed += user.forbidden;
     out.extend_from_slice(b"  <user");

@@ -26,17 +26,17 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use crate::convert::{
-    check_engine, check_prefix, in_out_dir, load_dialect, ConvertOptions, Engine, Outcome,
-};
 use crate::dedupe::Conflict;
 use crate::error::{Error, Result};
-use crate::input::MmapChoice;
 use crate::map::fold;
 use crate::model::{User, UserField};
-use crate::package::Limits;
 use crate::profile::{IdentifierCase, Profile};
+use crate::read::input::MmapChoice;
 use crate::report::{Fail, Reason};
+use crate::run::convert::{
+    check_engine, check_prefix, in_out_dir, load_dialect, ConvertOptions, Engine, Outcome,
+};
+use crate::write::package::Limits;
 
 /// Name of the person-decision report in the output directory.
 pub const DUPLICATES_FILE: &str = "duplicates.csv";

@@ -30,19 +30,19 @@ use super::{
     first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
     DUPLICATES_HEADER,
 };
-use crate::convert::{
-    csv_err, finish, hidden_temp, map_record, reject_id, ConvertOptions, Emitter, Extras,
-};
 use crate::dedupe::{IdSet, Owner};
-use crate::engine::{place_in_order, Compressed};
 use crate::error::{Error, Result};
-use crate::input::Input;
 use crate::map::Mapper;
 use crate::model::{Email, Identifier, Phone, User, UserField};
-use crate::package::{compress_entry, zip_time, Placer};
+use crate::read::input::Input;
+use crate::read::source::{decode_input, Dialect, Extract, RawRecord, ShardReader};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
-use crate::source::{decode_input, Dialect, Extract, RawRecord, ShardReader};
-use crate::xml;
+use crate::run::convert::{
+    csv_err, finish, map_record, reject_id, ConvertOptions, Emitter, Extras,
+};
+use crate::run::engine::{place_in_order, Compressed};
+use crate::write::package::{compress_entry, zip_time, Placer};
+use crate::write::xml;
 
 /// Records read per parallel round: enough to amortize the hand-off,
 /// small enough to keep the round's users in memory.
@@ -88,7 +88,7 @@ enum Event<'b, C> {
         trailing_blank: u64,
         records: u64,
         /// What the input looks like when declared UTF-8 but is not (see
-        /// [`crate::convert::encoding_suspect`]).
+        /// [`crate::run::convert::encoding_suspect`]).
         suspect: Option<&'static str>,
         /// `(total, header)` lines of the input (see
         /// [`Extract::line_totals`]).
@@ -170,7 +170,7 @@ impl Ctx<'_> {
                     file,
                     trailing_blank: rdr.trailing_blank(),
                     records: number,
-                    suspect: crate::convert::encoding_suspect(&self.dialects[si], &text),
+                    suspect: crate::run::convert::encoding_suspect(&self.dialects[si], &text),
                     totals: x.line_totals(),
                 })?;
                 file += 1;
@@ -448,11 +448,11 @@ pub(super) fn run(
     base: &ConvertOptions,
     dialects: &[Dialect],
     prefix: &str,
-) -> Result<crate::convert::Outcome> {
+) -> Result<crate::run::convert::Outcome> {
     let job = &opts.job;
     let threads = match opts.engine {
-        crate::convert::Engine::Reference => 1,
-        crate::convert::Engine::Parallel { threads, .. } => threads,
+        crate::run::convert::Engine::Reference => 1,
+        crate::run::convert::Engine::Parallel { threads, .. } => threads,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -506,7 +506,7 @@ pub(super) fn run(
                         out.text.push_str(&person_key(v, case));
                         (start, out.text.len())
                     });
-                    for (t, v, p) in crate::convert::id_values(&user) {
+                    for (t, v, p) in crate::run::convert::id_values(&user) {
                         let t = match out.types.iter().position(|x| x == t) {
                             Some(i) => i,
                             None => {
@@ -969,7 +969,7 @@ pub(super) fn run(
     })?;
 
     // duplicates.csv and the summary part.
-    let dup_tmp = hidden_temp(&opts.out_dir, ".csv.tmp")?;
+    let dup_tmp = crate::outdir::hidden_temp(&opts.out_dir, ".csv.tmp")?;
     let f = dup_tmp
         .reopen()
         .map_err(|e| Error::io(DUPLICATES_FILE, e))?;

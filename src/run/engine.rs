@@ -22,15 +22,15 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use crate::convert::{csv_err, id_values, map_record, reject_id, Emitter, Setup};
-use crate::decode::Text;
 use crate::dedupe::Owner;
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::package::{Entry, EntryWriter, Finished, Placer};
+use crate::read::decode::Text;
+use crate::read::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::report::{Fail, MapStats};
-use crate::source::{count_breaks, Extract, RawRecord, Shard};
-use crate::xml;
+use crate::run::convert::{csv_err, id_values, map_record, reject_id, Emitter, Setup};
+use crate::write::package::{Entry, EntryWriter, Finished, Placer};
+use crate::write::xml;
 
 /// One record's outcome inside a shard.
 enum Item {
@@ -78,8 +78,12 @@ struct ShardOut<'m> {
     trailing_blank: u64,
     /// Fields left out of the shard's records: (index into `items`, line,
     /// primary id, warnings), in item order.
-    warnings: Vec<(usize, (u64, u64), String, Vec<Fail>)>,
+    warnings: Vec<ShardWarning>,
 }
+
+/// Fields left out of one record: (index into `items`, line, primary id,
+/// warnings).
+type ShardWarning = (usize, (u64, u64), String, Vec<Fail>);
 
 /// Parses, maps and serializes the records of one shard.
 fn map_shard<'m>(
@@ -320,7 +324,7 @@ pub(crate) fn run(
 #[allow(clippy::too_many_arguments)]
 fn run_file<'s>(
     scope: &rayon::Scope<'s>,
-    opts: &'s crate::convert::ConvertOptions,
+    opts: &'s crate::run::convert::ConvertOptions,
     x: &'s Extract<'s>,
     m: &'s Mapper,
     idx: usize,

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use patronload::check::repack::{repack, RepackOptions};
 use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits};
-use patronload::package::Limits;
+use patronload::write::package::Limits;
 
-use crate::cli::{CheckArgs, PackageLimitArgs, RepackArgs};
-use crate::plural;
+use super::args::{CheckArgs, PackageLimitArgs, RepackArgs};
+use super::plural;
 
 fn options(
     l: &PackageLimitArgs,
@@ -145,7 +145,7 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
             prefix: args.prefix.clone(),
             reject_threshold_percent: args.max_reject_rate,
             check: o,
-            output: crate::output_options(&args.publish),
+            output: super::output_options(&args.publish),
         };
         repack(&opts)
     });

@@ -10,7 +10,7 @@
 //! cores and place them in order.
 //!
 //! Parts are written to hidden temporary files in the output directory
-//! and only renamed to `<prefix>_NNN.zip` by [`crate::convert`] once the
+//! and only renamed to `<prefix>_NNN.zip` by [`crate::run::convert`] once the
 //! whole run has succeeded, so Alma never sees half a package.
 
 use std::fs::File;
@@ -27,7 +27,7 @@ use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
 use crate::error::{Error, Result};
 use crate::report::ZipInfo;
-use crate::xml;
+use crate::write::xml;
 
 /// Bytes a zip spends per entry beyond the compressed data and twice the
 /// name (local header 30, central header 46, room for zip64 extras and a
@@ -403,7 +403,7 @@ impl Placer {
         if full {
             self.finish_part()?;
             self.parts += 1;
-            let file = crate::convert::hidden_temp(&self.dir, ".zip.tmp")?;
+            let file = crate::outdir::hidden_temp(&self.dir, ".zip.tmp")?;
             let abandoned = Arc::new(AtomicBool::new(false));
             self.part = Some(Part {
                 zip: ZipWriter::new(PartFile {

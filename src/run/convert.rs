@@ -1,8 +1,8 @@
 //! The `convert` pipeline: extracts → records → users → XML → zips, plus
 //! the reject report and summary, published atomically.
 //!
-//! Stages are the modules of the crate, in order: [`crate::source`],
-//! [`crate::map`], [`crate::dedupe`], [`crate::xml`], [`crate::package`],
+//! Stages are the modules of the crate, in order: [`crate::read::source`],
+//! [`crate::map`], [`crate::dedupe`], [`crate::write::xml`], [`crate::write::package`],
 //! [`crate::report`]. Two engines drive them: [`Engine::Reference`], a plain
 //! single-threaded loop, and [`Engine::Parallel`] (the `engine` module),
 //! which must produce the same bytes for any thread count and shard size.
@@ -23,21 +23,21 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use tempfile::NamedTempFile;
 
-use crate::decode::Text;
 use crate::dedupe::{Conflict, IdSet, Owner};
 use crate::error::{Error, Result};
-use crate::input::{Input, MmapChoice};
 use crate::map::Mapper;
 use crate::model::User;
-use crate::outdir::{OutputOptions, Staged};
-use crate::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
+use crate::outdir::{hidden_temp, OutputOptions, Staged};
 use crate::profile::Profile;
+use crate::read::decode::Text;
+use crate::read::input::{Input, MmapChoice};
+use crate::read::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::report::{
     EncodingSuspect, Fail, InputInfo, LineCounts, MapStats, Position, Reason, Summary,
     REJECT_HEADER, WARNING_HEADER,
 };
-use crate::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
-use crate::xml;
+use crate::write::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
+use crate::write::xml;
 
 /// Which engine runs the stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,23 +123,6 @@ fn profile_err(opts: &ConvertOptions, message: String) -> Error {
         path: opts.profile_path.clone(),
         message,
     }
-}
-
-/// A hidden temporary file for output bound for `dir`: in the staging
-/// directory of the run publishing into `dir`, created private (`0600`, or
-/// `0640` for a group-readable run; the umask may take more away).
-pub(crate) fn hidden_temp(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
-    let (stage, mode) = crate::outdir::temp_dir_for(dir)?;
-    let mut b = tempfile::Builder::new();
-    b.prefix(".patronload-").suffix(suffix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        b.permissions(std::fs::Permissions::from_mode(mode));
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    b.tempfile_in(&stage).map_err(|e| Error::io(dir, e))
 }
 
 /// What the run knows once the profile and dialect are checked.
@@ -562,10 +545,10 @@ pub(crate) fn map_record(
 /// What an input declared UTF-8 with invalid bytes most likely is
 /// (`windows-1252`, or UTF-16 without a mark); `None` for any other input.
 pub(crate) fn encoding_suspect(dialect: &Dialect, text: &Text) -> Option<&'static str> {
-    (dialect.encoding == crate::decode::Encoding::Utf8
+    (dialect.encoding == crate::read::decode::Encoding::Utf8
         && text.encoding == "UTF-8"
         && !text.invalid.is_empty())
-    .then(|| crate::decode::legacy_label(&text.bytes))
+    .then(|| crate::read::decode::legacy_label(&text.bytes))
 }
 
 /// The primary id `rejects.csv` reports for a record rejected with
@@ -683,7 +666,7 @@ fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Res
         Engine::Parallel {
             threads,
             shard_bytes,
-        } => crate::engine::run(&mut setup, &mut em, placer, threads, shard_bytes)?,
+        } => crate::run::engine::run(&mut setup, &mut em, placer, threads, shard_bytes)?,
     };
     finish(opts, em, parts, prefix, Extras::default())
 }

@@ -10,7 +10,7 @@
 //! A quote inside an unquoted field (`ab"c`) is data to the parser but
 //! flips our parity, so a plan can be wrong for odd inputs. It is never
 //! trusted blindly: each shard's reader also reports where the first
-//! record after its end starts ([`crate::source::ShardReader::next_start`]),
+//! record after its end starts ([`crate::read::source::ShardReader::next_start`]),
 //! and the engine accepts the next shard only if its first record starts
 //! exactly there, otherwise it re-reads the rest of the file as one shard.
 //! Either way the records are exactly those of a sequential parse.
@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use crate::source::{count_breaks, Shard};
+use crate::read::source::{count_breaks, Shard};
 
 /// Splits `whole` (a shard covering an extract's body) into shards of
 /// about `target` bytes. Returns `whole` alone when it is small.

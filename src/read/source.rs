@@ -2,7 +2,7 @@
 //!
 //! Delimited extracts are parsed by the `csv` crate over an in-memory byte
 //! slice, so the same code runs over a memory-mapped file, a decoded
-//! buffer (see [`crate::decode`]) or a shard of either. Fixed-width
+//! buffer (see [`crate::read::decode`]) or a shard of either. Fixed-width
 //! extracts are cut line by line per the profile's layout into the same
 //! [`RawRecord`], so the mapper never knows which layout it read. Each
 //! record carries its source file, the line where it starts and its
@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::decode::{self, Encoding, Text};
 use crate::error::{Error, Result};
 use crate::profile::{InputFormat, InputSpec, InvalidBytes, SideFileSpec, Units};
+use crate::read::decode::{self, Encoding, Text};
 use crate::report::{Fail, Reason};
 
 /// Byte-order mark of UTF-8, skipped at the start of a file.
@@ -715,7 +715,7 @@ impl<'a> Extract<'a> {
     }
 
     /// Splits the body into shards of about `target` bytes (see
-    /// [`crate::shard::plan`]). Without `multiline` columns every line
+    /// [`crate::read::shard::plan`]). Without `multiline` columns every line
     /// break ends a record (a record that would span lines is rejected at
     /// its first line), so the plan splits on line breaks alone, whatever
     /// the quotes; with them it avoids quoted line breaks.
@@ -725,7 +725,7 @@ impl<'a> Extract<'a> {
         } else {
             None
         };
-        crate::shard::plan(self.data, self.whole(), quote, target)
+        crate::read::shard::plan(self.data, self.whole(), quote, target)
     }
 
     /// `(total, header)` physical lines of the text, counted from the

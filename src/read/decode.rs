@@ -227,7 +227,7 @@ fn transcode(src: &[u8], enc: &'static Enc) -> (Vec<u8>, Vec<usize>) {
 pub fn line_col(data: &[u8], pos: usize) -> (u64, u64) {
     let pos = pos.min(data.len());
     let before = &data[..pos];
-    let line = crate::source::count_breaks(data, 0, pos) + 1;
+    let line = crate::read::source::count_breaks(data, 0, pos) + 1;
     let line_start = before
         .iter()
         .rposition(|&b| matches!(b, b'\r' | b'\n'))

@@ -1,0 +1,8 @@
+//! Running one feed: the options of a run, the ordered `Emitter`
+//! that takes every decision that depends on input order, and the two
+//! engines (the one-thread reference and the parallel one) that feed it.
+//! A run reads through [`crate::read`], maps through [`crate::map`], writes
+//! through [`crate::write`] and publishes through [`crate::outdir`].
+
+pub mod convert;
+pub(crate) mod engine;
