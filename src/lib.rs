@@ -27,7 +27,9 @@
 pub mod check;
 pub mod dedupe;
 pub mod error;
+#[cfg(any(test, feature = "testkit"))]
 pub mod gen;
+#[cfg(any(test, feature = "testkit"))]
 pub mod harness;
 pub mod job;
 pub mod map;
