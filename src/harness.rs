@@ -17,7 +17,7 @@ use crate::profile::Profile;
 use crate::read::decode::{decode, Encoding};
 use crate::read::input::MmapChoice;
 use crate::read::source::{parse_all, Dialect, Parsed};
-use crate::run::convert::{convert, ConvertOptions, Engine};
+use crate::run::convert::{convert, ConvertOptions, Engine, RunOptions};
 use crate::write::package::Limits;
 
 /// Delimited dialects the fuzzer picks from: delimiters, quoting, header,
@@ -221,18 +221,20 @@ fn run_once(
         profile_path: "fuzz.toml".into(),
         profile: profile.clone(),
         inputs: vec![input.to_path_buf()],
-        out_dir: out.to_path_buf(),
-        as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).expect("a valid date"),
-        limits: Limits {
-            users_per_file: 3,
-            files_per_zip: 2,
-            ..Limits::default()
+        run: RunOptions {
+            out_dir: out.to_path_buf(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).expect("a valid date"),
+            limits: Limits {
+                users_per_file: 3,
+                files_per_zip: 2,
+                ..Limits::default()
+            },
+            reject_threshold_percent: 5.0,
+            prefix: None,
+            engine,
+            mmap: MmapChoice::Never,
+            output: Default::default(),
         },
-        reject_threshold_percent: 5.0,
-        prefix: None,
-        engine,
-        mmap: MmapChoice::Never,
-        output: Default::default(),
     };
     convert(&opts).map_err(|e| e.to_string())?;
     let mut files = Vec::new();

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use patronload::convert::{convert, ConvertOptions, Engine};
-use patronload::input::MmapChoice;
-use patronload::package::Limits;
 use patronload::profile::Profile;
+use patronload::read::input::MmapChoice;
+use patronload::run::convert::{convert, ConvertOptions, Engine, RunOptions};
+use patronload::write::package::Limits;
 use proptest::prelude::*;
 
 use crate::util::*;
@@ -90,18 +90,20 @@ fn run_with(
         profile_path: "inline.toml".into(),
         profile: Profile::parse(profile).unwrap(),
         inputs: vec![input.to_path_buf(), input.to_path_buf()],
-        out_dir: out.to_path_buf(),
-        as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
-        limits: Limits {
-            users_per_file: 3,
-            files_per_zip: 2,
-            ..Limits::default()
+        run: RunOptions {
+            out_dir: out.to_path_buf(),
+            as_of: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            limits: Limits {
+                users_per_file: 3,
+                files_per_zip: 2,
+                ..Limits::default()
+            },
+            reject_threshold_percent: 5.0,
+            prefix: None,
+            engine,
+            mmap,
+            output: Default::default(),
         },
-        reject_threshold_percent: 5.0,
-        prefix: None,
-        engine,
-        mmap,
-        output: Default::default(),
     };
     match convert(&opts) {
         Ok(_) => dir_files(out),

@@ -29,7 +29,7 @@
 //!
 //! Nothing here shares code with the code under test: the generator, the
 //! CSV quoting, the per-line lexer and the XML scan are written below from
-//! scratch (no `patronload::gen`, no `patronload::source`, no csv writer).
+//! scratch (no `patronload::gen`, no `patronload::read::source`, no csv writer).
 //! The csv crate's *reader* is used only to read `rejects.csv` back, by
 //! column name.
 //!

@@ -42,6 +42,27 @@ pub struct PublishArgs {
     pub group_readable: bool,
 }
 
+/// The output flags of every command that writes a package (`convert`,
+/// `repack`): one definition, so `--help` says the same everywhere.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Users per XML file.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub users_per_file: u64,
+    /// Deflate level, 0 (store) to 9 (smallest).
+    #[arg(long, default_value_t = 6, value_name = "0-9")]
+    pub compression_level: u32,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Locking and file modes.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+}
+
 /// Turn SIS/HR extracts into Ex Libris Alma user XML (v2) zip packages.
 #[derive(Debug, Parser)]
 #[command(name = "patronload", version, after_help = EXIT_CODES)]
@@ -122,19 +143,13 @@ pub struct CheckArgs {
 /// Flags of `patronload repack`.
 #[derive(Debug, Args)]
 pub struct RepackArgs {
-    /// Output directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Where the package goes, its shape, and how it is published.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The zip entries' timestamp, so runs are reproducible. Default:
     /// today.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<chrono::NaiveDate>,
-    /// Users per XML file.
-    #[arg(long, default_value_t = 20_000, value_name = "N")]
-    pub users_per_file: u64,
-    /// Deflate level, 0 (store) to 9 (smallest).
-    #[arg(long, default_value_t = 6, value_name = "0-9")]
-    pub compression_level: u32,
     /// Name prefix of the zips and XML files.
     #[arg(long, default_value = "alma_users", value_name = "PREFIX")]
     pub prefix: String,
@@ -142,15 +157,9 @@ pub struct RepackArgs {
     /// status 3.
     #[arg(long, default_value_t = 5.0, value_name = "PERCENT", value_parser = reject_rate)]
     pub max_reject_rate: f64,
-    /// Print nothing on success.
-    #[arg(long, short)]
-    pub quiet: bool,
     /// Limits and code tables.
     #[command(flatten)]
     pub limits: PackageLimitArgs,
-    /// Locking and file modes.
-    #[command(flatten)]
-    pub publish: PublishArgs,
     /// Alma user XML files and zips of them, in load order.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
@@ -167,16 +176,13 @@ pub struct ConvertArgs {
     /// (see docs/job.md). Replaces --profile and INPUT.
     #[arg(long, value_name = "JOB.toml", conflicts_with_all = ["profile", "inputs"])]
     pub job: Option<PathBuf>,
-    /// Output directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Where the package goes, its shape, and how it is published.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The date "today" is for every date rule, so runs are reproducible.
     /// Also the zip entries' timestamp. Default: today.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<chrono::NaiveDate>,
-    /// Users per XML file.
-    #[arg(long, default_value_t = 20_000, value_name = "N")]
-    pub users_per_file: u64,
     /// XML files per zip.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub files_per_zip: u32,
@@ -191,9 +197,6 @@ pub struct ConvertArgs {
     /// status 3. Default: 5, the rate at which Alma itself alerts.
     #[arg(long, default_value_t = 5.0, value_name = "PERCENT", value_parser = reject_rate)]
     pub max_reject_rate: f64,
-    /// Deflate level, 0 (store) to 9 (smallest).
-    #[arg(long, default_value_t = 6, value_name = "0-9")]
-    pub compression_level: u32,
     /// Name prefix of the zips and XML files (overrides the profile's).
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
@@ -211,12 +214,6 @@ pub struct ConvertArgs {
     /// Read inputs into memory instead of memory-mapping them.
     #[arg(long)]
     pub no_mmap: bool,
-    /// Print nothing on success.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Locking and file modes.
-    #[command(flatten)]
-    pub publish: PublishArgs,
     /// Extract files of the profile's layout, processed in this order.
     #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,

@@ -135,17 +135,22 @@ fn print_findings(r: &CheckReport) {
 
 /// Runs `repack`.
 pub fn run_repack(args: RepackArgs) -> ExitCode {
-    let result = options(&args.limits, args.users_per_file, args.compression_level).and_then(|o| {
+    let result = options(
+        &args.limits,
+        args.output.users_per_file,
+        args.output.compression_level,
+    )
+    .and_then(|o| {
         let opts = RepackOptions {
             inputs: args.inputs.clone(),
-            out_dir: args.out.clone(),
+            out_dir: args.output.out.clone(),
             as_of: args
                 .as_of
                 .unwrap_or_else(|| chrono::Local::now().date_naive()),
             prefix: args.prefix.clone(),
             reject_threshold_percent: args.max_reject_rate,
             check: o,
-            output: super::output_options(&args.publish),
+            output: super::output_options(&args.output.publish),
         };
         repack(&opts)
     });
@@ -156,14 +161,14 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
             if !e.is_usage() {
                 eprintln!(
                     "patronload: nothing was published in {}",
-                    args.out.display()
+                    args.output.out.display()
                 );
             }
             return code;
         }
     };
     let s = &outcome.summary;
-    if !args.quiet || s.reject_threshold_exceeded {
+    if !args.output.quiet || s.reject_threshold_exceeded {
         eprintln!(
             "patronload repack: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
             plural(s.records_read, "user", "users"),

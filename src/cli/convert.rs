@@ -7,7 +7,8 @@ use std::time::Instant;
 use patronload::job::{convert_job, Job, JobOptions};
 use patronload::profile::Profile;
 use patronload::read::input::MmapChoice;
-use patronload::run::convert::{convert, ConvertOptions, Engine, Outcome};
+use patronload::run::convert::{convert, ConvertOptions, Outcome};
+use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::ConvertArgs;
@@ -18,45 +19,34 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     let as_of = args
         .as_of
         .unwrap_or_else(|| chrono::Local::now().date_naive());
-    let limits = Limits {
-        users_per_file: args.users_per_file,
-        files_per_zip: args.files_per_zip,
-        max_zip_bytes: args.max_zip_bytes.as_u64(),
-        max_total_bytes: args.max_total_bytes.as_u64(),
-        compression_level: args.compression_level,
-    };
-    let mmap = if args.no_mmap {
-        MmapChoice::Never
-    } else {
-        MmapChoice::Auto
+    let run = RunOptions {
+        out_dir: args.output.out.clone(),
+        as_of,
+        limits: Limits {
+            users_per_file: args.output.users_per_file,
+            files_per_zip: args.files_per_zip,
+            max_zip_bytes: args.max_zip_bytes.as_u64(),
+            max_total_bytes: args.max_total_bytes.as_u64(),
+            compression_level: args.output.compression_level,
+        },
+        reject_threshold_percent: args.max_reject_rate,
+        prefix: args.prefix.clone(),
+        engine: engine(&args),
+        mmap: if args.no_mmap {
+            MmapChoice::Never
+        } else {
+            MmapChoice::Auto
+        },
+        output: output_options(&args.output.publish),
     };
     let result = match (&args.job, &args.profile) {
-        (Some(job), _) => Job::load(job).and_then(|job| {
-            convert_job(&JobOptions {
-                job,
-                out_dir: args.out.clone(),
-                as_of,
-                limits,
-                reject_threshold_percent: args.max_reject_rate,
-                prefix: args.prefix.clone(),
-                engine: engine(&args),
-                mmap,
-                output: output_options(&args.publish),
-            })
-        }),
+        (Some(job), _) => Job::load(job).and_then(|job| convert_job(&JobOptions { job, run })),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
             convert(&ConvertOptions {
                 profile_path: profile.clone(),
                 profile: p,
                 inputs: args.inputs.clone(),
-                out_dir: args.out.clone(),
-                as_of,
-                limits,
-                reject_threshold_percent: args.max_reject_rate,
-                prefix: args.prefix.clone(),
-                engine: engine(&args),
-                mmap,
-                output: output_options(&args.publish),
+                run,
             })
         }),
         // clap requires one of the two.
@@ -70,7 +60,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             // patron, however few: as loud as a high reject rate.
             let exceeded = outcome.summary.reject_threshold_exceeded
                 || !outcome.summary.encoding_suspect.is_empty();
-            if !args.quiet || exceeded {
+            if !args.output.quiet || exceeded {
                 report(&outcome, &args, started);
             }
             if exceeded {
@@ -86,7 +76,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             } else {
                 eprintln!(
                     "patronload: nothing was published in {}",
-                    args.out.display()
+                    args.output.out.display()
                 );
                 ExitCode::from(1)
             }
@@ -167,7 +157,7 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
         patronload::run::convert::REJECTS_FILE,
         patronload::run::convert::WARNINGS_FILE,
         patronload::run::convert::SUMMARY_FILE,
-        args.out.display()
+        args.output.out.display()
     );
     for e in &s.encoding_suspect {
         eprintln!(

@@ -23,7 +23,6 @@ mod stream;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::dedupe::Conflict;
@@ -31,12 +30,11 @@ use crate::error::{Error, Result};
 use crate::map::fold;
 use crate::model::{User, UserField};
 use crate::profile::{IdentifierCase, Profile};
-use crate::read::input::MmapChoice;
 use crate::report::{Fail, Reason};
 use crate::run::convert::{
-    check_engine, check_prefix, in_out_dir, load_dialect, ConvertOptions, Engine, Outcome,
+    check_engine, check_prefix, in_out_dir, load_dialect, ConvertOptions, Outcome,
 };
-use crate::write::package::Limits;
+use crate::run::options::RunOptions;
 
 /// Name of the person-decision report in the output directory.
 pub const DUPLICATES_FILE: &str = "duplicates.csv";
@@ -236,39 +234,25 @@ fn job_err(path: &Path, message: String) -> Error {
 pub struct JobOptions {
     /// The loaded job.
     pub job: Job,
-    /// Output directory (created if missing).
-    pub out_dir: PathBuf,
-    /// The date every relative date rule counts from.
-    pub as_of: NaiveDate,
-    /// Output limits.
-    pub limits: Limits,
-    /// Reject rate in percent above which the run reports failure.
-    pub reject_threshold_percent: f64,
-    /// Overrides the job's output prefix.
-    pub prefix: Option<String>,
-    /// [`Engine::Reference`] maps on one thread; [`Engine::Parallel`] on
-    /// its thread count (shard size does not apply). Same output either
-    /// way.
-    pub engine: Engine,
-    /// Whether inputs may be memory-mapped.
-    pub mmap: MmapChoice,
-    /// Locking and file modes of the output directory.
-    pub output: crate::outdir::OutputOptions,
+    /// What every run shares: output, date, limits, threshold, engine.
+    /// Its `prefix` overrides the job's.
+    pub run: RunOptions,
 }
 
 /// Runs a job: every source, one package, `duplicates.csv` beside
 /// `rejects.csv` and `summary.json`, published atomically.
 pub fn convert_job(opts: &JobOptions) -> Result<Outcome> {
-    opts.limits.check()?;
+    opts.run.limits.check()?;
     let job = &opts.job;
     let first = &job.sources[0];
     let prefix = opts
+        .run
         .prefix
         .clone()
         .or_else(|| job.prefix.clone())
         .unwrap_or_else(|| first.profile.output.prefix.clone());
     check_prefix(&prefix).map_err(|m| job_err(&job.path, m))?;
-    check_engine(opts.engine)?;
+    check_engine(opts.run.engine)?;
     let dialects = job
         .sources
         .iter()
@@ -284,16 +268,12 @@ pub fn convert_job(opts: &JobOptions) -> Result<Outcome> {
             .iter()
             .flat_map(|s| s.inputs.iter().cloned())
             .collect(),
-        out_dir: opts.out_dir.clone(),
-        as_of: opts.as_of,
-        limits: opts.limits,
-        reject_threshold_percent: opts.reject_threshold_percent,
-        prefix: Some(prefix.clone()),
-        engine: opts.engine,
-        mmap: opts.mmap,
-        output: opts.output,
+        run: RunOptions {
+            prefix: Some(prefix.clone()),
+            ..opts.run.clone()
+        },
     };
-    in_out_dir(&opts.out_dir, &prefix, opts.output, || {
+    in_out_dir(&opts.run.out_dir, &prefix, opts.run.output, || {
         stream::run(opts, &base, &dialects, &prefix)
     })
 }

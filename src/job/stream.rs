@@ -112,7 +112,7 @@ impl Ctx<'_> {
         for (si, src) in job.sources.iter().enumerate() {
             let mut mapper: Option<Mapper> = None;
             for path in &src.inputs {
-                let input = Input::open(path, self.opts.mmap)?;
+                let input = Input::open(path, self.opts.run.mmap)?;
                 let text = decode_input(path, input.bytes(), &self.dialects[si])?;
                 let x = Extract::open_text(path, file, &text, &self.dialects[si])?;
                 let m = match mapper.take() {
@@ -127,7 +127,7 @@ impl Ctx<'_> {
                         })
                     }
                     Some(m) => m,
-                    None => Mapper::new(&src.profile, &x.columns, self.opts.as_of).map_err(
+                    None => Mapper::new(&src.profile, &x.columns, self.opts.run.as_of).map_err(
                         |message| Error::Profile {
                             path: src.profile_path.clone(),
                             message,
@@ -450,7 +450,7 @@ pub(super) fn run(
     prefix: &str,
 ) -> Result<crate::run::convert::Outcome> {
     let job = &opts.job;
-    let threads = match opts.engine {
+    let threads = match opts.run.engine {
         crate::run::convert::Engine::Reference => 1,
         crate::run::convert::Engine::Parallel { threads, .. } => threads,
     };
@@ -741,8 +741,8 @@ pub(super) fn run(
     }
 
     // 3. Users.
-    let (level, mtime) = (opts.limits.compression_level, zip_time(opts.as_of));
-    let placer = Placer::new(&opts.out_dir, prefix, opts.limits);
+    let (level, mtime) = (opts.run.limits.compression_level, zip_time(opts.run.as_of));
+    let placer = Placer::new(&opts.run.out_dir, prefix, opts.run.limits);
     let mut users_by_source = vec![0u64; job.sources.len()];
     let mut rows: HashMap<usize, Row> = HashMap::new();
     let flags = &flags;
@@ -795,7 +795,7 @@ pub(super) fn run(
     let mut docs = Documents {
         buf: Vec::new(),
         users: 0,
-        per_file: opts.limits.users_per_file,
+        per_file: opts.run.limits.users_per_file,
         last_len: 0,
         back: docs_back,
     };
@@ -969,7 +969,7 @@ pub(super) fn run(
     })?;
 
     // duplicates.csv and the summary part.
-    let dup_tmp = crate::outdir::hidden_temp(&opts.out_dir, ".csv.tmp")?;
+    let dup_tmp = crate::outdir::hidden_temp(&opts.run.out_dir, ".csv.tmp")?;
     let f = dup_tmp
         .reopen()
         .map_err(|e| Error::io(DUPLICATES_FILE, e))?;

@@ -20,7 +20,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
 use tempfile::NamedTempFile;
 
 use crate::dedupe::{Conflict, IdSet, Owner};
@@ -30,45 +29,16 @@ use crate::model::User;
 use crate::outdir::{hidden_temp, OutputOptions, Staged};
 use crate::profile::Profile;
 use crate::read::decode::Text;
-use crate::read::input::{Input, MmapChoice};
+use crate::read::input::Input;
 use crate::read::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
 use crate::report::{
     EncodingSuspect, Fail, InputInfo, LineCounts, MapStats, Position, Reason, Summary,
     REJECT_HEADER, WARNING_HEADER,
 };
-use crate::write::package::{compress_entry, zip_time, EntryBuilder, Finished, Limits, Placer};
+use crate::write::package::{compress_entry, zip_time, EntryBuilder, Finished, Placer};
 use crate::write::xml;
 
-/// Which engine runs the stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// One thread, one shard per file: the reference the parallel engine
-    /// is tested against.
-    Reference,
-    /// Shards mapped on `threads` threads, entries compressed in parallel.
-    Parallel {
-        /// Worker threads.
-        threads: usize,
-        /// Target shard size in bytes of input.
-        shard_bytes: usize,
-    },
-}
-
-impl Engine {
-    /// The parallel engine on every core with the default shard size.
-    pub fn parallel_default() -> Engine {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Engine::Parallel {
-            threads,
-            shard_bytes: DEFAULT_SHARD_BYTES,
-        }
-    }
-}
-
-/// Default shard size: about 1,500 records of a typical extract, whose XML
-/// (≈ 3 MB) keeps the shards in flight small. Measured on 1M patrons, 2
-/// threads: 256 KiB gave 7.4 s and 389 MB peak RSS, 1 MiB 8.2 s and 448 MB.
-pub const DEFAULT_SHARD_BYTES: usize = 256 << 10;
+pub use super::options::{Engine, RunOptions, DEFAULT_SHARD_BYTES};
 
 /// Everything one `convert` run needs.
 #[derive(Debug, Clone)]
@@ -79,24 +49,9 @@ pub struct ConvertOptions {
     pub profile: Profile,
     /// Extracts of the profile's layout, processed in this order.
     pub inputs: Vec<PathBuf>,
-    /// Output directory (created if missing).
-    pub out_dir: PathBuf,
-    /// The date every relative date rule counts from.
-    pub as_of: NaiveDate,
-    /// Output limits.
-    pub limits: Limits,
-    /// Reject rate in percent above which the run reports failure (exit
-    /// status 3) although output was written. By default 5, the rate at
-    /// which Alma itself alerts.
-    pub reject_threshold_percent: f64,
-    /// Overrides the profile's output prefix.
-    pub prefix: Option<String>,
-    /// Which engine runs the stages.
-    pub engine: Engine,
-    /// Whether inputs may be memory-mapped.
-    pub mmap: MmapChoice,
-    /// Locking and file modes of the output directory.
-    pub output: OutputOptions,
+    /// What every run shares: output, date, limits, threshold, engine.
+    /// Its `prefix` overrides the profile's.
+    pub run: RunOptions,
 }
 
 /// What a finished run produced.
@@ -136,7 +91,7 @@ pub(crate) struct Setup<'o> {
 impl<'o> Setup<'o> {
     /// Opens input `idx`.
     pub(crate) fn open(&self, idx: usize) -> Result<Input> {
-        Input::open(&self.opts.inputs[idx], self.opts.mmap)
+        Input::open(&self.opts.inputs[idx], self.opts.run.mmap)
     }
 
     /// Decodes input `idx` to UTF-8 (borrowing when it already is).
@@ -171,7 +126,7 @@ impl<'o> Setup<'o> {
                 }
                 m
             }
-            None => Mapper::new(&self.opts.profile, &x.columns, self.opts.as_of)
+            None => Mapper::new(&self.opts.profile, &x.columns, self.opts.run.as_of)
                 .map_err(|msg| profile_err(self.opts, msg))?,
         };
         if em.ids.is_none() {
@@ -218,12 +173,12 @@ impl<'o> Emitter<'o> {
     pub(crate) fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
         Ok(Emitter {
             inputs: &opts.inputs,
-            rejects: RejectsWriter::new(&opts.out_dir)?,
-            warnings: RejectsWriter::open(&opts.out_dir, WARNING_HEADER, WARNINGS_FILE)?,
+            rejects: RejectsWriter::new(&opts.run.out_dir)?,
+            warnings: RejectsWriter::open(&opts.run.out_dir, WARNING_HEADER, WARNINGS_FILE)?,
             warned: 0,
             suspects: Vec::new(),
             ids: None,
-            builder: EntryBuilder::new(opts.limits.users_per_file),
+            builder: EntryBuilder::new(opts.run.limits.users_per_file),
             stats: MapStats::default(),
             read: 0,
             written: 0,
@@ -576,18 +531,19 @@ pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)>
 
 /// Runs the whole conversion.
 pub fn convert(opts: &ConvertOptions) -> Result<Outcome> {
-    opts.limits.check()?;
+    opts.run.limits.check()?;
     if opts.inputs.is_empty() {
         return Err(Error::Usage("no input files given".into()));
     }
     let prefix = opts
+        .run
         .prefix
         .clone()
         .unwrap_or_else(|| opts.profile.output.prefix.clone());
     check_prefix(&prefix).map_err(|m| profile_err(opts, m))?;
     let dialect = load_dialect(&opts.profile, &opts.profile_path)?;
-    check_engine(opts.engine)?;
-    in_out_dir(&opts.out_dir, &prefix, opts.output, || {
+    check_engine(opts.run.engine)?;
+    in_out_dir(&opts.run.out_dir, &prefix, opts.run.output, || {
         run_and_publish(opts, dialect, &prefix)
     })
 }
@@ -656,12 +612,12 @@ fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Res
     let mut setup = Setup {
         opts,
         dialect,
-        mtime: zip_time(opts.as_of),
+        mtime: zip_time(opts.run.as_of),
         mapper: None,
     };
     let mut em = Emitter::new(opts)?;
-    let placer = Placer::new(&opts.out_dir, prefix, opts.limits);
-    let parts = match opts.engine {
+    let placer = Placer::new(&opts.run.out_dir, prefix, opts.run.limits);
+    let parts = match opts.run.engine {
         Engine::Reference => run_reference(&mut setup, &mut em, placer)?,
         Engine::Parallel {
             threads,
@@ -683,7 +639,7 @@ pub(crate) struct Extras {
 
 /// The reference engine: every stage on the calling thread, in order.
 fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Result<Vec<Finished>> {
-    let (level, mtime) = (setup.opts.limits.compression_level, setup.mtime);
+    let (level, mtime) = (setup.opts.run.limits.compression_level, setup.mtime);
     let mut rec = RawRecord::new();
     let mut spare = Vec::new();
     let mut user_xml = Vec::new();
@@ -849,7 +805,7 @@ pub(crate) fn finish(
 
     let rate = rejected as f64 * 100.0 / read as f64;
     let summary = Summary {
-        as_of: opts.as_of.format("%Y-%m-%d").to_string(),
+        as_of: opts.run.as_of.format("%Y-%m-%d").to_string(),
         inputs: files,
         records_read: read,
         lines_read: Some(lines_read),
@@ -861,8 +817,8 @@ pub(crate) fn finish(
             .unwrap_or(0),
         rejected_by_reason,
         reject_rate_percent: (rate * 1000.0).round() / 1000.0,
-        reject_threshold_percent: opts.reject_threshold_percent,
-        reject_threshold_exceeded: rate > opts.reject_threshold_percent,
+        reject_threshold_percent: opts.run.reject_threshold_percent,
+        reject_threshold_exceeded: rate > opts.run.reject_threshold_percent,
         invalid_bytes_first: stats
             .invalid_bytes_at
             .iter()
@@ -880,8 +836,14 @@ pub(crate) fn finish(
         job: extras.job,
         repaired: BTreeMap::new(),
     };
-    let (published, removed_stale) =
-        publish(&opts.out_dir, prefix, parts, rejects_tmp, reports, &summary)?;
+    let (published, removed_stale) = publish(
+        &opts.run.out_dir,
+        prefix,
+        parts,
+        rejects_tmp,
+        reports,
+        &summary,
+    )?;
     Ok(Outcome {
         summary,
         published,

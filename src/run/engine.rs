@@ -227,9 +227,9 @@ pub(crate) fn run(
     // Shard XML buffers handed back for reuse: by the consumer, or by the
     // compression task that held the last piece of one.
     let (shard_back, shards_back) = unbounded::<Vec<u8>>();
-    let level = setup.opts.limits.compression_level;
+    let level = setup.opts.run.limits.compression_level;
     let mtime = setup.mtime;
-    let per_file = setup.opts.limits.users_per_file;
+    let per_file = setup.opts.run.limits.users_per_file;
     std::thread::scope(|ts| {
         let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
         let mut seq = 0u64;

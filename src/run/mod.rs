@@ -6,3 +6,4 @@
 
 pub mod convert;
 pub(crate) mod engine;
+pub mod options;
