@@ -16,8 +16,7 @@
 //! the directory as it was.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -31,12 +30,11 @@ use crate::profile::Profile;
 use crate::read::decode::Text;
 use crate::read::input::Input;
 use crate::read::source::{decode_input, Dialect, Extract, RawRecord, SideFile};
-use crate::report::{
-    EncodingSuspect, Fail, InputInfo, LineCounts, MapStats, Position, Reason, Summary,
-    REJECT_HEADER, WARNING_HEADER,
-};
-use crate::write::package::{compress_entry, zip_time, EntryBuilder, Finished, Placer};
+use crate::report::{EncodingSuspect, Fail, LineCounts, MapStats, Position, Reason, Summary};
+use crate::write::package::{compress_entry, zip_time, Finished, Placer};
 use crate::write::xml;
+
+pub(crate) use super::emit::{Emitter, RejectsWriter};
 
 pub use super::options::{Engine, RunOptions, DEFAULT_SHARD_BYTES};
 
@@ -141,286 +139,6 @@ impl<'o> Setup<'o> {
         self.mapper
             .as_ref()
             .ok_or_else(|| Error::Invariant("no mapper before the first input".into()))
-    }
-}
-
-/// The ordered half of a run: record numbers, identifier claims, the
-/// reject report, counters, and cutting users into XML documents.
-pub(crate) struct Emitter<'o> {
-    inputs: &'o [PathBuf],
-    rejects: RejectsWriter,
-    warnings: RejectsWriter,
-    warned: u64,
-    /// Inputs declared UTF-8 with invalid bytes: (file, what they look like).
-    suspects: Vec<(u32, &'static str)>,
-    ids: Option<IdSet>,
-    builder: EntryBuilder,
-    pub(crate) stats: MapStats,
-    read: u64,
-    written: u64,
-    rejected: u64,
-    rejected_by_reason: BTreeMap<String, u64>,
-    users_by_group: BTreeMap<String, u64>,
-    files: Vec<InputInfo>,
-    file_start: u64,
-    /// Records represented by another record of the same person (jobs).
-    pub(crate) superseded: u64,
-    /// Physical lines by outcome, per input.
-    lines: Vec<LineCounts>,
-}
-
-impl<'o> Emitter<'o> {
-    pub(crate) fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
-        Ok(Emitter {
-            inputs: &opts.inputs,
-            rejects: RejectsWriter::new(&opts.run.out_dir)?,
-            warnings: RejectsWriter::open(&opts.run.out_dir, WARNING_HEADER, WARNINGS_FILE)?,
-            warned: 0,
-            suspects: Vec::new(),
-            ids: None,
-            builder: EntryBuilder::new(opts.run.limits.users_per_file),
-            stats: MapStats::default(),
-            read: 0,
-            written: 0,
-            rejected: 0,
-            rejected_by_reason: BTreeMap::new(),
-            users_by_group: BTreeMap::new(),
-            files: Vec::new(),
-            file_start: 0,
-            superseded: 0,
-            lines: vec![LineCounts::default(); opts.inputs.len()],
-        })
-    }
-
-    /// Numbers the next record.
-    pub(crate) fn next_number(&mut self) -> u64 {
-        self.read += 1;
-        self.read
-    }
-
-    /// Makes room in the identifier set for what the rest of the run is
-    /// expected to claim (see [`IdSet::reserve`]).
-    pub(crate) fn reserve_ids(&mut self, records: usize, values: usize, bytes: usize) {
-        if let Some(ids) = self.ids.as_mut() {
-            ids.reserve(records, values, bytes);
-        }
-    }
-
-    /// Claims a mapped user's identifiers (first wins, in call order).
-    pub(crate) fn claim<'a>(
-        &mut self,
-        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
-        owner: Owner,
-    ) -> std::result::Result<(), Fail> {
-        let set = self.ids.get_or_insert_with(Default::default);
-        set.claim_values(values, owner)
-            .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))
-    }
-
-    /// Accepts a user whose identifiers were claimed, from `lines`
-    /// physical lines of input `file`; returns a full XML document when
-    /// this user completed one.
-    pub(crate) fn accept(
-        &mut self,
-        file: u32,
-        lines: u64,
-        user_xml: &[u8],
-        group: &str,
-    ) -> Option<(Vec<u8>, u64)> {
-        self.count_written(file, lines, group);
-        self.builder.add(user_xml)
-    }
-
-    /// Counts a user written, for callers that assemble documents
-    /// themselves (the parallel engine).
-    pub(crate) fn count_written(&mut self, file: u32, lines: u64, group: &str) {
-        self.lines[file as usize].written += lines;
-        self.written += 1;
-        match self.users_by_group.get_mut(group) {
-            Some(n) => *n += 1,
-            None => {
-                self.users_by_group.insert(group.to_string(), 1);
-            }
-        }
-    }
-
-    /// Counts the lines of a record superseded by another record of the
-    /// same person (jobs).
-    pub(crate) fn count_superseded(&mut self, file: u32, lines: u64) {
-        self.lines[file as usize].superseded += lines;
-    }
-
-    /// Records a rejected record, lines `line..=last_line` of `file`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn reject(
-        &mut self,
-        file: u32,
-        line: u64,
-        last_line: u64,
-        number: u64,
-        primary_id: &str,
-        fail: &Fail,
-    ) -> Result<()> {
-        self.lines[file as usize].rejected += last_line.saturating_sub(line) + 1;
-        let path = self.inputs[file as usize].display().to_string();
-        // A broken record's "id" may be a swallowed paragraph: keep the
-        // report readable.
-        let primary_id = match primary_id.char_indices().nth(REPORT_ID_CHARS) {
-            Some((cut, _)) => &primary_id[..cut],
-            None => primary_id,
-        };
-        self.rejects.write(
-            &path,
-            line,
-            last_line,
-            number,
-            primary_id,
-            fail.reason.code(),
-            &fail.field,
-            &fail.message,
-        )?;
-        *self
-            .rejected_by_reason
-            .entry(fail.reason.code().to_string())
-            .or_default() += 1;
-        self.rejected += 1;
-        Ok(())
-    }
-
-    /// Lists the fields left out of record `number` (see
-    /// [`MapStats::take_warnings`]) in `warnings.csv`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn warn(
-        &mut self,
-        file: u32,
-        line: u64,
-        last_line: u64,
-        number: u64,
-        primary_id: &str,
-        warnings: &[Fail],
-    ) -> Result<()> {
-        let path = self.inputs[file as usize].display().to_string();
-        for w in warnings {
-            self.warnings.write(
-                &path,
-                line,
-                last_line,
-                number,
-                primary_id,
-                w.reason.code(),
-                &w.field,
-                &w.message,
-            )?;
-            self.warned += 1;
-        }
-        Ok(())
-    }
-
-    /// Notes an input declared UTF-8 that holds invalid bytes: most
-    /// likely an "ANSI" export, whatever the reject rate says.
-    pub(crate) fn check_encoding(&mut self, file: u32, dialect: &Dialect, text: &Text) {
-        if let Some(looks) = encoding_suspect(dialect, text) {
-            self.suspects.push((file, looks));
-        }
-    }
-
-    /// Records an input that looks like another encoding than declared
-    /// (what [`encoding_suspect`] found), for callers that read it
-    /// elsewhere (jobs).
-    pub(crate) fn note_suspect(&mut self, file: u32, looks: &'static str) {
-        self.suspects.push((file, looks));
-    }
-
-    /// Closes the accounting of one input file: `(total, header)` lines
-    /// counted from its text (see [`Extract::line_totals`]) and the blank
-    /// lines its reader skipped.
-    pub(crate) fn end_file(&mut self, idx: usize, (total, header): (u64, u64), blank: u64) {
-        let l = &mut self.lines[idx];
-        l.total = total;
-        l.header = header;
-        l.blank = blank;
-        self.files.push(InputInfo {
-            path: self.inputs[idx].display().to_string(),
-            records: self.read - self.file_start,
-            lines_read: None,
-        });
-        self.file_start = self.read;
-    }
-
-    /// The last, partial XML document.
-    pub(crate) fn last_document(&mut self) -> Option<(Vec<u8>, u64)> {
-        self.builder.take()
-    }
-}
-
-/// The most characters of a primary id `rejects.csv` reports.
-const REPORT_ID_CHARS: usize = 255;
-
-/// `rejects.csv` while it is written: a hidden temporary file in the
-/// output directory, published by [`publish`]. Shared by `convert` and
-/// `repack` so both write the same columns, and by `warnings.csv`.
-pub(crate) struct RejectsWriter {
-    wtr: csv::Writer<BufWriter<File>>,
-    tmp: NamedTempFile,
-    name: &'static str,
-}
-
-impl RejectsWriter {
-    /// Starts the report (header row written) in `dir`.
-    pub(crate) fn new(dir: &Path) -> Result<RejectsWriter> {
-        RejectsWriter::open(dir, REJECT_HEADER, REJECTS_FILE)
-    }
-
-    /// Starts a report of the same shape with its own header and name.
-    pub(crate) fn open(dir: &Path, header: [&str; 8], name: &'static str) -> Result<RejectsWriter> {
-        let tmp = hidden_temp(dir, ".csv.tmp")?;
-        let f = tmp.reopen().map_err(|e| Error::io(name, e))?;
-        let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
-        wtr.write_record(header)
-            .map_err(|e| Error::io(name, e.into()))?;
-        Ok(RejectsWriter { wtr, tmp, name })
-    }
-
-    /// Writes one row (the columns of [`REJECT_HEADER`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write(
-        &mut self,
-        source: &str,
-        line: u64,
-        last_line: u64,
-        number: u64,
-        primary_id: &str,
-        reason: &str,
-        field: &str,
-        message: &str,
-    ) -> Result<()> {
-        self.wtr
-            .write_record([
-                source,
-                &line.to_string(),
-                &last_line.to_string(),
-                &number.to_string(),
-                primary_id,
-                reason,
-                field,
-                message,
-            ])
-            .map_err(|e| Error::io(self.name, e.into()))
-    }
-
-    /// Flushes and syncs the report; returns its temporary file.
-    pub(crate) fn finish(self) -> Result<NamedTempFile> {
-        let RejectsWriter { mut wtr, tmp, name } = self;
-        wtr.flush().map_err(|e| Error::io(name, e))?;
-        let inner = wtr
-            .into_inner()
-            .map_err(|e| Error::io(name, e.into_error()))?;
-        inner
-            .into_inner()
-            .map_err(|e| Error::io(name, e.into_error()))?
-            .sync_all()
-            .map_err(|e| Error::io(name, e))?;
-        Ok(tmp)
     }
 }
 
@@ -853,14 +571,14 @@ pub(crate) fn finish(
 
 /// Empties a vector of borrowed fields so its allocation can be reused for
 /// the next record's borrows (in-place collect keeps the buffer).
-fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
+pub(super) fn recycle<'b>(mut v: Vec<&str>) -> Vec<&'b str> {
     v.clear();
     v.into_iter().map(|_| "").collect()
 }
 
 /// The reject for a record that lost an identifier to an earlier one,
 /// worded like Alma's own "Identifier of type … is already taken".
-fn duplicate_fail(c: &Conflict, file: u32, inputs: &[PathBuf]) -> Fail {
+pub(super) fn duplicate_fail(c: &Conflict, file: u32, inputs: &[PathBuf]) -> Fail {
     let at = if c.owner.file == file {
         format!("line {}", c.owner.line)
     } else {
