@@ -9,7 +9,7 @@ use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits}
 use patronload::write::package::Limits;
 
 use super::args::{CheckArgs, PackageLimitArgs, RepackArgs};
-use super::plural;
+use super::{plural, print_counts, print_removed, print_zips};
 
 fn options(
     l: &PackageLimitArgs,
@@ -169,17 +169,12 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
     };
     let s = &outcome.summary;
     if !args.output.quiet || s.reject_threshold_exceeded {
-        eprintln!(
-            "patronload repack: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
+        print_counts(
+            "patronload repack",
             plural(s.records_read, "user", "users"),
-            s.users_written,
-            s.rejected,
-            s.reject_rate_percent,
-            s.reject_threshold_percent
+            s.users_written.to_string(),
+            s,
         );
-        for (reason, n) in &s.rejected_by_reason {
-            eprintln!("  rejected {reason}: {n}");
-        }
         for (kind, n) in &s.map.dropped_segments {
             eprintln!("  dropped {kind}: {n}");
         }
@@ -189,21 +184,8 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
                 s.map.forbidden_chars_removed
             );
         }
-        for z in &s.zips {
-            eprintln!(
-                "  wrote {} ({}, {}, {})",
-                z.name,
-                plural(z.users, "user", "users"),
-                plural(z.bytes, "byte", "bytes"),
-                plural(z.entries.len() as u64, "XML file", "XML files")
-            );
-        }
-        for p in &outcome.removed_stale {
-            eprintln!(
-                "  removed stale {} from an earlier, larger run",
-                p.display()
-            );
-        }
+        print_zips(&s.zips);
+        print_removed(&outcome.removed_stale);
     }
     if s.reject_threshold_exceeded {
         eprintln!("patronload: reject rate above the threshold: check rejects.csv");

@@ -12,7 +12,7 @@ use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::ConvertArgs;
-use super::{output_options, plural};
+use super::{output_options, plural, print_counts, print_removed, print_zips};
 
 pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     let started = Instant::now();
@@ -104,17 +104,12 @@ fn engine(args: &ConvertArgs) -> Engine {
 /// The human summary on stderr: counts and files only, never patron data.
 fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     let s = &o.summary;
-    eprintln!(
-        "patronload: {} read, {} written, {} rejected ({:.2}%, threshold {}%)",
+    print_counts(
+        "patronload",
         plural(s.records_read, "record", "records"),
         plural(s.users_written, "user", "users"),
-        s.rejected,
-        s.reject_rate_percent,
-        s.reject_threshold_percent
+        s,
     );
-    for (reason, n) in &s.rejected_by_reason {
-        eprintln!("  rejected {reason}: {n}");
-    }
     for (field, n) in &s.map.dropped_fields {
         eprintln!(
             "  left out unreadable {field}: {n} (patrons kept; see {})",
@@ -128,15 +123,7 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
             codes.len()
         );
     }
-    for z in &s.zips {
-        eprintln!(
-            "  wrote {} ({}, {}, {})",
-            z.name,
-            plural(z.users, "user", "users"),
-            plural(z.bytes, "byte", "bytes"),
-            plural(z.entries.len() as u64, "XML file", "XML files")
-        );
-    }
+    print_zips(&s.zips);
     if let Some(j) = &s.job {
         eprintln!(
             "  people in more than one record: {} ({} records superseded, {} values merged; see {})",
@@ -146,12 +133,7 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
             patronload::job::DUPLICATES_FILE
         );
     }
-    for p in &o.removed_stale {
-        eprintln!(
-            "  removed stale {} from an earlier, larger run",
-            p.display()
-        );
-    }
+    print_removed(&o.removed_stale);
     eprintln!(
         "  reports: {}, {} and {} in {}",
         patronload::run::convert::REJECTS_FILE,

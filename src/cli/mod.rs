@@ -7,6 +7,9 @@ pub(crate) mod check;
 pub(crate) mod convert;
 
 use patronload::outdir::OutputOptions;
+use std::path::PathBuf;
+
+use patronload::report::{Summary, ZipInfo};
 
 use args::PublishArgs;
 
@@ -21,4 +24,40 @@ pub(crate) fn output_options(p: &PublishArgs) -> OutputOptions {
 /// `n` and the noun, singular for one.
 pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The first lines of a run's summary on stderr: `who`, the counts read
+/// and written as each command words them, the reject rate, and the
+/// rejects by reason. Counts only, never patron data.
+pub(crate) fn print_counts(who: &str, read: String, written: String, s: &Summary) {
+    eprintln!(
+        "{who}: {read} read, {written} written, {} rejected ({:.2}%, threshold {}%)",
+        s.rejected, s.reject_rate_percent, s.reject_threshold_percent
+    );
+    for (reason, n) in &s.rejected_by_reason {
+        eprintln!("  rejected {reason}: {n}");
+    }
+}
+
+/// One line per zip written.
+pub(crate) fn print_zips(zips: &[ZipInfo]) {
+    for z in zips {
+        eprintln!(
+            "  wrote {} ({}, {}, {})",
+            z.name,
+            plural(z.users, "user", "users"),
+            plural(z.bytes, "byte", "bytes"),
+            plural(z.entries.len() as u64, "XML file", "XML files")
+        );
+    }
+}
+
+/// One line per stale zip of an earlier, larger run removed.
+pub(crate) fn print_removed(removed_stale: &[PathBuf]) {
+    for p in removed_stale {
+        eprintln!(
+            "  removed stale {} from an earlier, larger run",
+            p.display()
+        );
+    }
 }

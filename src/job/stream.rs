@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::BufWriter;
 use std::sync::Mutex;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::unbounded;
 use rayon::prelude::*;
 
 use super::decide::{decide, Candidate, Rule};
@@ -40,8 +40,8 @@ use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{
     csv_err, finish, map_record, reject_id, ConvertOptions, Emitter, Extras,
 };
-use crate::run::engine::{place_in_order, Compressed};
-use crate::write::package::{compress_entry, zip_time, Placer};
+use crate::run::engine::{compression_tokens, place_in_order, Compressed};
+use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
 
 /// Records read per parallel round: enough to amortize the hand-off,
@@ -382,51 +382,6 @@ enum UserItem {
     Member(Box<User>),
     /// Mapped now but not in the first pass.
     Changed,
-}
-
-/// Users collected into XML documents of `per_file` users, exactly as
-/// `EntryBuilder` does, but in buffers that compression hands back: a
-/// fresh 40 MB buffer per document would be page-faulted in anew each
-/// time. At most one buffer more than the documents in flight exists.
-struct Documents {
-    buf: Vec<u8>,
-    users: u64,
-    per_file: u64,
-    /// Length of the longest document so far, to size a new buffer.
-    last_len: usize,
-    back: crossbeam_channel::Receiver<Vec<u8>>,
-}
-
-impl Documents {
-    /// Appends one serialized `<user>`; returns the document (and its
-    /// user count) when it has become full.
-    fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
-        if self.users == 0 {
-            match self.back.try_recv() {
-                Ok(buf) => self.buf = buf,
-                Err(_) => self.buf.reserve(self.last_len + self.last_len / 32),
-            }
-            self.buf.clear();
-            self.buf.extend_from_slice(xml::HEADER);
-        }
-        self.buf.extend_from_slice(user_xml);
-        self.users += 1;
-        if self.users == self.per_file {
-            return self.take();
-        }
-        None
-    }
-
-    /// The document being filled, if it holds any users.
-    fn take(&mut self) -> Option<(Vec<u8>, u64)> {
-        if self.users == 0 {
-            return None;
-        }
-        self.buf.extend_from_slice(xml::FOOTER);
-        self.last_len = self.last_len.max(self.buf.len());
-        let users = std::mem::take(&mut self.users);
-        Some((std::mem::take(&mut self.buf), users))
-    }
 }
 
 fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
@@ -785,20 +740,10 @@ pub(super) fn run(
     };
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
-    let tokens = (threads / 2).max(2).min(threads);
-    let (tok_tx, tok_rx) = bounded::<()>(tokens);
-    for _ in 0..tokens {
-        let _ = tok_tx.send(());
-    }
+    let (tok_tx, tok_rx) = compression_tokens(threads);
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     let (doc_back, docs_back) = unbounded::<Vec<u8>>();
-    let mut docs = Documents {
-        buf: Vec::new(),
-        users: 0,
-        per_file: opts.run.limits.users_per_file,
-        last_len: 0,
-        back: docs_back,
-    };
+    let mut docs = EntryBuilder::recycling(opts.run.limits.users_per_file, docs_back);
     let parts = std::thread::scope(|ts| -> Result<_> {
         let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
         let mut seq = 0u64;

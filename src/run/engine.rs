@@ -217,12 +217,7 @@ pub(crate) fn run(
     // but at least two, or on two cores compression runs one document
     // at a time behind the mappers (measured at 1M patrons, 2 threads:
     // 6.5 s with one token, 6.1 s with two, 38 MB more peak RSS).
-    let tokens = (threads / 2).max(2).min(threads);
-    let (tok_tx, tok_rx) = bounded::<()>(tokens);
-    for _ in 0..tokens {
-        // The channel has room for every token.
-        let _ = tok_tx.send(());
-    }
+    let (tok_tx, tok_rx) = compression_tokens(threads);
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     // Shard XML buffers handed back for reuse: by the consumer, or by the
     // compression task that held the last piece of one.
@@ -570,6 +565,19 @@ pub(crate) fn place_in_order(
         )),
         None => placer.finish(),
     }
+}
+
+/// The tokens that bound the documents being compressed or waiting to
+/// be placed (see `run`): half the threads, but at least two, and never
+/// more than the threads. Shared by the job's engine.
+pub(crate) fn compression_tokens(threads: usize) -> (Sender<()>, Receiver<()>) {
+    let tokens = (threads / 2).max(2).min(threads);
+    let (tok_tx, tok_rx) = bounded::<()>(tokens);
+    for _ in 0..tokens {
+        // The channel has room for every token.
+        let _ = tok_tx.send(());
+    }
+    (tok_tx, tok_rx)
 }
 
 #[cfg(test)]
