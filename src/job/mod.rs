@@ -18,6 +18,8 @@
 //! proportion to its users.
 
 pub mod decide;
+mod keys;
+mod scan;
 mod stream;
 
 use std::collections::HashSet;

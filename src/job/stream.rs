@@ -23,9 +23,8 @@ use std::io::BufWriter;
 use std::sync::Mutex;
 
 use crossbeam_channel::unbounded;
-use rayon::prelude::*;
 
-use super::decide::{decide, Candidate, Rule};
+use super::decide::{decide, Candidate};
 use super::{
     first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
     DUPLICATES_HEADER,
@@ -33,358 +32,39 @@ use super::{
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::model::{Email, Identifier, Phone, User, UserField};
-use crate::read::input::Input;
-use crate::read::source::{decode_input, Dialect, Extract, RawRecord, ShardReader};
+use crate::model::{User, UserField};
+use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
-use crate::run::convert::{
-    csv_err, finish, map_record, reject_id, ConvertOptions, Emitter, Extras,
-};
+use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
 use crate::run::engine::{compression_tokens, place_in_order, Compressed};
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
 
+use super::keys::*;
+use super::scan::*;
+
 /// Records read per parallel round: enough to amortize the hand-off,
 /// small enough to keep the round's users in memory.
-const BATCH: usize = 4096;
+pub(super) const BATCH: usize = 4096;
 
 /// Records mapped per parallel task.
-const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 256;
 
 /// Record flags, one byte per record.
-const MAPPED: u8 = 1;
+pub(super) const MAPPED: u8 = 1;
 /// Superseded by another record of the same person.
-const LOSER: u8 = 2;
+pub(super) const LOSER: u8 = 2;
 /// Represents a person seen more than once.
-const WINNER: u8 = 4;
+pub(super) const WINNER: u8 = 4;
 /// Represents its person and claimed its identifiers.
-const WRITTEN: u8 = 8;
+pub(super) const WRITTEN: u8 = 8;
 /// Superseded by a winner that comes before it and merges.
-const AHEAD: u8 = 16;
+pub(super) const AHEAD: u8 = 16;
 
 /// No person key (no match value, or not mapped).
-const NO_PERSON: u32 = u32::MAX;
+pub(super) const NO_PERSON: u32 = u32::MAX;
 
-/// What both passes share: the job, the flattened input list and the pool.
-struct Ctx<'a> {
-    opts: &'a JobOptions,
-    base: &'a ConvertOptions,
-    dialects: &'a [Dialect],
-    pool: rayon::ThreadPool,
-}
-
-/// What [`Ctx::scan`] hands over, in input order.
-enum Event<'b, C> {
-    /// One batch of records of source `source`, and its chunks' results.
-    Batch {
-        source: usize,
-        recs: &'b [RawRecord],
-        chunks: Vec<C>,
-    },
-    /// The end of input `file`: the blank lines after its last record,
-    /// and the records read so far in the run.
-    EndFile {
-        file: u32,
-        trailing_blank: u64,
-        records: u64,
-        /// What the input looks like when declared UTF-8 but is not (see
-        /// [`crate::run::convert::encoding_suspect`]).
-        suspect: Option<&'static str>,
-        /// `(total, header)` lines of the input (see
-        /// [`Extract::line_totals`]).
-        totals: (u64, u64),
-    },
-}
-
-impl Ctx<'_> {
-    /// Reads every record of every source in input order, `BATCH` at a
-    /// time; maps each batch on the pool in chunks with `map_chunk` and
-    /// hands the chunks, in order, to `take`, and the end of each input.
-    fn scan<C: Send>(
-        &self,
-        map_chunk: impl Fn(&Mapper, &[RawRecord]) -> C + Sync,
-        mut take: impl FnMut(Event<'_, C>) -> Result<()>,
-    ) -> Result<()> {
-        let job = &self.opts.job;
-        let mut file = 0u32;
-        let mut number = 0u64;
-        let (mut recs, mut ahead): (Vec<RawRecord>, Vec<RawRecord>) = (Vec::new(), Vec::new());
-        for (si, src) in job.sources.iter().enumerate() {
-            let mut mapper: Option<Mapper> = None;
-            for path in &src.inputs {
-                let input = Input::open(path, self.opts.run.mmap)?;
-                let text = decode_input(path, input.bytes(), &self.dialects[si])?;
-                let x = Extract::open_text(path, file, &text, &self.dialects[si])?;
-                let m = match mapper.take() {
-                    Some(m) if m.columns() != x.columns.as_slice() => {
-                        return Err(Error::Input {
-                            path: path.clone(),
-                            line: Some(1),
-                            message: format!(
-                                "the columns differ from the first input of source `{}`",
-                                src.name
-                            ),
-                        })
-                    }
-                    Some(m) => m,
-                    None => Mapper::new(&src.profile, &x.columns, self.opts.run.as_of).map_err(
-                        |message| Error::Profile {
-                            path: src.profile_path.clone(),
-                            message,
-                        },
-                    )?,
-                };
-                let mut rdr = x.reader(x.whole());
-                let err = |e| csv_err(self.base, file as usize, e);
-                let mut n = fill(&mut rdr, &mut recs, &mut number, err)?;
-                while n > 0 {
-                    // The next batch is parsed while this one is mapped.
-                    let more = n == BATCH;
-                    let batch = &recs[..n];
-                    let (chunks, next) = self.pool.install(|| {
-                        rayon::join(
-                            || {
-                                batch
-                                    .par_chunks(CHUNK)
-                                    .map(|c| map_chunk(&m, c))
-                                    .collect::<Vec<C>>()
-                            },
-                            || {
-                                if more {
-                                    fill(&mut rdr, &mut ahead, &mut number, err)
-                                } else {
-                                    Ok(0)
-                                }
-                            },
-                        )
-                    });
-                    take(Event::Batch {
-                        source: si,
-                        recs: batch,
-                        chunks,
-                    })?;
-                    std::mem::swap(&mut recs, &mut ahead);
-                    n = next?;
-                }
-                take(Event::EndFile {
-                    file,
-                    trailing_blank: rdr.trailing_blank(),
-                    records: number,
-                    suspect: crate::run::convert::encoding_suspect(&self.dialects[si], &text),
-                    totals: x.line_totals(),
-                })?;
-                file += 1;
-                mapper = Some(m);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Reads up to `BATCH` records into `recs`, numbering them on from
-/// `number`; returns how many it read.
-fn fill(
-    rdr: &mut ShardReader,
-    recs: &mut Vec<RawRecord>,
-    number: &mut u64,
-    err: impl Fn(csv::Error) -> Error,
-) -> Result<usize> {
-    let mut n = 0;
-    while n < BATCH {
-        if n == recs.len() {
-            recs.push(RawRecord::new());
-        }
-        if !rdr.next_record(*number + 1, &mut recs[n]).map_err(&err)? {
-            break;
-        }
-        *number += 1;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// A superseded record's identifiers, emails and phones, kept for the
-/// winner that merges them.
-struct Material {
-    line: u64,
-    identifiers: Vec<Identifier>,
-    emails: Vec<Email>,
-    phones: Vec<Phone>,
-}
-
-impl Material {
-    fn of(user: User, line: u64) -> Material {
-        Material {
-            line,
-            identifiers: user.identifiers,
-            emails: user.emails,
-            phones: user.phones,
-        }
-    }
-}
-
-/// First-pass result of one chunk: per record, whether it mapped, and if
-/// so its key and identifier values as ranges of one text buffer.
-#[derive(Default)]
-struct KeyChunk {
-    items: Vec<KeyItem>,
-    text: String,
-    /// `(type, start, end, is_primary)`; types index `types`.
-    ids: Vec<(u16, usize, usize, bool)>,
-    types: Vec<String>,
-}
-
-enum KeyItem {
-    Rejected,
-    Mapped {
-        key: Option<(usize, usize)>,
-        rank: u32,
-        ids_end: usize,
-    },
-}
-
-/// Person keys, each stored once, numbered in order of first appearance.
-struct People {
-    table: hashbrown::HashTable<u32>,
-    ends: Vec<usize>,
-    text: String,
-    hasher: ahash::RandomState,
-}
-
-fn key_at<'t>(ends: &[usize], text: &'t str, p: u32) -> &'t str {
-    let p = p as usize;
-    let start = if p == 0 { 0 } else { ends[p - 1] };
-    &text[start..ends[p]]
-}
-
-impl People {
-    fn new() -> People {
-        People {
-            table: hashbrown::HashTable::new(),
-            ends: Vec::new(),
-            text: String::new(),
-            // The hash decides only the table layout, never an outcome.
-            hasher: ahash::RandomState::with_seeds(0x7e0, 0x91e, 0x5eed, 0x0b5),
-        }
-    }
-
-    fn key(&self, p: u32) -> &str {
-        key_at(&self.ends, &self.text, p)
-    }
-
-    /// The person with `key`, and whether they were seen before.
-    fn intern(&mut self, key: &str) -> Result<(u32, bool)> {
-        let h = self.hasher.hash_one(key);
-        let (ends, text) = (&self.ends, &self.text);
-        if let Some(&p) = self.table.find(h, |&p| key_at(ends, text, p) == key) {
-            return Ok((p, true));
-        }
-        let p = u32::try_from(self.ends.len())
-            .ok()
-            .filter(|&p| p != NO_PERSON)
-            .ok_or_else(|| Error::Invariant("more than 4 billion people in one job".into()))?;
-        self.text.push_str(key);
-        self.ends.push(self.text.len());
-        let (ends, text, hasher) = (&self.ends, &self.text, &self.hasher);
-        self.table
-            .insert_unique(h, p, |&q| hasher.hash_one(key_at(ends, text, q)));
-        Ok((p, false))
-    }
-}
-
-/// Every record's identifier values in claim order (primary id first),
-/// back to back in one buffer.
-#[derive(Default)]
-struct IdValues {
-    text: String,
-    /// Per value: its end in `text`, its type (index into `types`) and
-    /// whether it is the primary id.
-    values: Vec<(usize, u16, bool)>,
-    /// Per record: the end of its values in `values`.
-    records: Vec<usize>,
-    types: Vec<String>,
-}
-
-impl IdValues {
-    /// The values of record `i` (0-based), as `IdSet::claim_values` takes
-    /// them.
-    fn of(&self, i: usize) -> impl Iterator<Item = (&str, &str, bool)> {
-        let a = if i == 0 { 0 } else { self.records[i - 1] };
-        (a..self.records[i]).map(move |v| {
-            let start = if v == 0 { 0 } else { self.values[v - 1].0 };
-            let (end, t, primary) = self.values[v];
-            (
-                self.types[t as usize].as_str(),
-                &self.text[start..end],
-                primary,
-            )
-        })
-    }
-
-    fn type_index(&mut self, t: &str) -> u16 {
-        match self.types.iter().position(|x| x == t) {
-            Some(i) => i as u16,
-            None => {
-                self.types.push(t.to_string());
-                (self.types.len() - 1) as u16
-            }
-        }
-    }
-}
-
-/// A person seen more than once: record indexes (0-based numbers).
-struct Person {
-    winner: usize,
-    losers: Vec<(usize, Rule)>,
-}
-
-/// What a winner took from one superseded record, and what it left.
-#[derive(Default)]
-struct Merge {
-    /// Positions in the loser's identifiers of those merged.
-    ids: Vec<usize>,
-    took: Vec<String>,
-    left: Vec<String>,
-}
-
-/// What `duplicates.csv` says about one record of a person seen more
-/// than once.
-struct Row {
-    file: u32,
-    line: u64,
-    /// Physical lines of the record.
-    lines: u64,
-    group: String,
-    primary_id: String,
-    /// The match value as the record has it (winners only).
-    key: String,
-}
-
-/// Second-pass result of one chunk.
-#[derive(Default)]
-struct UserChunk {
-    items: Vec<UserItem>,
-    xml: Vec<u8>,
-    groups: Vec<String>,
-    stats: MapStats,
-    /// Fields left out of a record (index in `items`, its report id),
-    /// for `warnings.csv`.
-    warnings: Vec<(usize, String, Vec<Fail>)>,
-}
-
-enum UserItem {
-    Rejected(String, Fail),
-    /// A winner of its own: `xml[previous end..end]`, its group.
-    Xml(usize, u32),
-    /// A winner of its own that lost an identifier: its primary id.
-    Taken(String),
-    /// A record of a person seen more than once.
-    Member(Box<User>),
-    /// Mapped now but not in the first pass.
-    Changed,
-}
-
-fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
+pub(super) fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
     // A handful of groups per chunk: a scan is faster than hashing.
     if let Some(i) = groups.iter().position(|x| x == g) {
         return i as u32;
@@ -393,7 +73,7 @@ fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
     (groups.len() - 1) as u32
 }
 
-fn changed() -> Error {
+pub(super) fn changed() -> Error {
     Error::Invariant("a record mapped differently in the second pass".into())
 }
 
@@ -999,7 +679,7 @@ pub(super) fn run(
 /// then emails whose address and phones whose digits it lacks, as
 /// non-preferred segments. Emails and phones are listed by kind and line,
 /// never by value.
-fn take_merged(
+pub(super) fn take_merged(
     user: &mut User,
     p: &Person,
     merges: &mut [Merge],

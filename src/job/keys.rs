@@ -1,0 +1,192 @@
+//! What the first pass of a job keeps per record, compactly: person keys
+//! (each distinct key stored once), identifier values, and the material
+//! a winner merges from the records it supersedes.
+
+
+use super::decide::Rule;
+use crate::error::{Error, Result};
+use crate::model::{Email, Identifier, Phone, User};
+use crate::report::{Fail, MapStats};
+
+use super::stream::*;
+
+/// A superseded record's identifiers, emails and phones, kept for the
+/// winner that merges them.
+pub(super) struct Material {
+    pub(super) line: u64,
+    pub(super) identifiers: Vec<Identifier>,
+    pub(super) emails: Vec<Email>,
+    pub(super) phones: Vec<Phone>,
+}
+
+impl Material {
+    pub(super) fn of(user: User, line: u64) -> Material {
+        Material {
+            line,
+            identifiers: user.identifiers,
+            emails: user.emails,
+            phones: user.phones,
+        }
+    }
+}
+
+/// First-pass result of one chunk: per record, whether it mapped, and if
+/// so its key and identifier values as ranges of one text buffer.
+#[derive(Default)]
+pub(super) struct KeyChunk {
+    pub(super) items: Vec<KeyItem>,
+    pub(super) text: String,
+    /// `(type, start, end, is_primary)`; types index `types`.
+    pub(super) ids: Vec<(u16, usize, usize, bool)>,
+    pub(super) types: Vec<String>,
+}
+
+pub(super) enum KeyItem {
+    Rejected,
+    Mapped {
+        key: Option<(usize, usize)>,
+        rank: u32,
+        ids_end: usize,
+    },
+}
+
+/// Person keys, each stored once, numbered in order of first appearance.
+pub(super) struct People {
+    pub(super) table: hashbrown::HashTable<u32>,
+    pub(super) ends: Vec<usize>,
+    pub(super) text: String,
+    pub(super) hasher: ahash::RandomState,
+}
+
+pub(super) fn key_at<'t>(ends: &[usize], text: &'t str, p: u32) -> &'t str {
+    let p = p as usize;
+    let start = if p == 0 { 0 } else { ends[p - 1] };
+    &text[start..ends[p]]
+}
+
+impl People {
+    pub(super) fn new() -> People {
+        People {
+            table: hashbrown::HashTable::new(),
+            ends: Vec::new(),
+            text: String::new(),
+            // The hash decides only the table layout, never an outcome.
+            hasher: ahash::RandomState::with_seeds(0x7e0, 0x91e, 0x5eed, 0x0b5),
+        }
+    }
+
+    pub(super) fn key(&self, p: u32) -> &str {
+        key_at(&self.ends, &self.text, p)
+    }
+
+    /// The person with `key`, and whether they were seen before.
+    pub(super) fn intern(&mut self, key: &str) -> Result<(u32, bool)> {
+        let h = self.hasher.hash_one(key);
+        let (ends, text) = (&self.ends, &self.text);
+        if let Some(&p) = self.table.find(h, |&p| key_at(ends, text, p) == key) {
+            return Ok((p, true));
+        }
+        let p = u32::try_from(self.ends.len())
+            .ok()
+            .filter(|&p| p != NO_PERSON)
+            .ok_or_else(|| Error::Invariant("more than 4 billion people in one job".into()))?;
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+        let (ends, text, hasher) = (&self.ends, &self.text, &self.hasher);
+        self.table
+            .insert_unique(h, p, |&q| hasher.hash_one(key_at(ends, text, q)));
+        Ok((p, false))
+    }
+}
+
+/// Every record's identifier values in claim order (primary id first),
+/// back to back in one buffer.
+#[derive(Default)]
+pub(super) struct IdValues {
+    pub(super) text: String,
+    /// Per value: its end in `text`, its type (index into `types`) and
+    /// whether it is the primary id.
+    pub(super) values: Vec<(usize, u16, bool)>,
+    /// Per record: the end of its values in `values`.
+    pub(super) records: Vec<usize>,
+    pub(super) types: Vec<String>,
+}
+
+impl IdValues {
+    /// The values of record `i` (0-based), as `IdSet::claim_values` takes
+    /// them.
+    pub(super) fn of(&self, i: usize) -> impl Iterator<Item = (&str, &str, bool)> {
+        let a = if i == 0 { 0 } else { self.records[i - 1] };
+        (a..self.records[i]).map(move |v| {
+            let start = if v == 0 { 0 } else { self.values[v - 1].0 };
+            let (end, t, primary) = self.values[v];
+            (
+                self.types[t as usize].as_str(),
+                &self.text[start..end],
+                primary,
+            )
+        })
+    }
+
+    pub(super) fn type_index(&mut self, t: &str) -> u16 {
+        match self.types.iter().position(|x| x == t) {
+            Some(i) => i as u16,
+            None => {
+                self.types.push(t.to_string());
+                (self.types.len() - 1) as u16
+            }
+        }
+    }
+}
+
+/// A person seen more than once: record indexes (0-based numbers).
+pub(super) struct Person {
+    pub(super) winner: usize,
+    pub(super) losers: Vec<(usize, Rule)>,
+}
+
+/// What a winner took from one superseded record, and what it left.
+#[derive(Default)]
+pub(super) struct Merge {
+    /// Positions in the loser's identifiers of those merged.
+    pub(super) ids: Vec<usize>,
+    pub(super) took: Vec<String>,
+    pub(super) left: Vec<String>,
+}
+
+/// What `duplicates.csv` says about one record of a person seen more
+/// than once.
+pub(super) struct Row {
+    pub(super) file: u32,
+    pub(super) line: u64,
+    /// Physical lines of the record.
+    pub(super) lines: u64,
+    pub(super) group: String,
+    pub(super) primary_id: String,
+    /// The match value as the record has it (winners only).
+    pub(super) key: String,
+}
+
+/// Second-pass result of one chunk.
+#[derive(Default)]
+pub(super) struct UserChunk {
+    pub(super) items: Vec<UserItem>,
+    pub(super) xml: Vec<u8>,
+    pub(super) groups: Vec<String>,
+    pub(super) stats: MapStats,
+    /// Fields left out of a record (index in `items`, its report id),
+    /// for `warnings.csv`.
+    pub(super) warnings: Vec<(usize, String, Vec<Fail>)>,
+}
+
+pub(super) enum UserItem {
+    Rejected(String, Fail),
+    /// A winner of its own: `xml[previous end..end]`, its group.
+    Xml(usize, u32),
+    /// A winner of its own that lost an identifier: its primary id.
+    Taken(String),
+    /// A record of a person seen more than once.
+    Member(Box<User>),
+    /// Mapped now but not in the first pass.
+    Changed,
+}
