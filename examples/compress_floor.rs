@@ -9,7 +9,7 @@
 //!
 //! Reads every XML entry of every `*.zip` in `DIR` into memory first (that
 //! part is not timed), then compresses all entries on a pool of `N` threads
-//! with `patronload::package::compress_entry`, the function `convert` uses,
+//! with `patronload::write::package::compress_entry`, the function `convert` uses,
 //! and prints the best of `R` runs as one `key=value` line on stdout.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use patronload::package::{compress_entry, zip_time};
+use patronload::write::package::{compress_entry, zip_time};
 use rayon::prelude::*;
 
 const USAGE: &str = "usage: compress_floor DIR --threads N --level L [--runs R]";
