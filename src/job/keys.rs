@@ -2,7 +2,6 @@
 //! (each distinct key stored once), identifier values, and the material
 //! a winner merges from the records it supersedes.
 
-
 use super::decide::Rule;
 use crate::error::{Error, Result};
 use crate::model::{Email, Identifier, Phone, User};
