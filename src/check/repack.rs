@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
 use quick_xml::escape::{escape, partial_escape};
 
 use super::parse::Node;
@@ -24,6 +23,7 @@ use super::{walk, CheckOptions, CheckReport, Code, Source, Visit, Visitor};
 use crate::error::{Error, Result};
 use crate::report::{InputInfo, MapStats, Summary};
 use crate::run::convert::{in_out_dir, publish, RejectsWriter};
+use crate::run::options::RunOptions;
 use crate::write::package::Packager;
 
 /// Everything one `repack` run needs.
@@ -31,18 +31,13 @@ use crate::write::package::Packager;
 pub struct RepackOptions {
     /// Alma user XML files and zips, in load order.
     pub inputs: Vec<PathBuf>,
-    /// Output directory (created if missing).
-    pub out_dir: PathBuf,
-    /// The zip entries' timestamp.
-    pub as_of: NaiveDate,
-    /// Name prefix of zips and XML files.
-    pub prefix: String,
-    /// Reject rate (percent) above which the run reports failure.
-    pub reject_threshold_percent: f64,
-    /// The checks, limits (also those of the output) and code tables.
+    /// The checks, their limits and code tables.
     pub check: CheckOptions,
-    /// Locking and file modes of the output directory.
-    pub output: crate::outdir::OutputOptions,
+    /// What every run shares: output directory, the zip entries'
+    /// timestamp, output limits, reject threshold, prefix (default
+    /// `alma_users`) and publishing. `engine` and `mmap` do not apply:
+    /// repack reads on one thread.
+    pub run: RunOptions,
 }
 
 /// What a finished repack produced.
@@ -124,30 +119,34 @@ impl Visitor for Writer {
 
 /// Runs the repack.
 pub fn repack(opts: &RepackOptions) -> Result<RepackOutcome> {
-    opts.check.limits.check()?;
-    if opts.prefix.is_empty()
-        || !opts
-            .prefix
+    opts.run.limits.check()?;
+    let prefix = opts.run.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+    if prefix.is_empty()
+        || !prefix
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         return Err(Error::Usage(format!(
-            "output prefix `{}` must be letters, digits, `_` or `-`",
-            opts.prefix
+            "output prefix `{prefix}` must be letters, digits, `_` or `-`"
         )));
     }
-    in_out_dir(&opts.out_dir, &opts.prefix, opts.output, || run(opts))
+    in_out_dir(&opts.run.out_dir, prefix, opts.run.output, || {
+        run(opts, prefix)
+    })
 }
 
-fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
+/// The prefix of the zips and XML files when the options name none.
+pub const DEFAULT_PREFIX: &str = "alma_users";
+
+fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
     let mut w = Writer {
         packager: Some(Packager::new(
-            &opts.out_dir,
-            &opts.prefix,
-            opts.check.limits,
-            opts.as_of,
+            &opts.run.out_dir,
+            prefix,
+            opts.run.limits,
+            opts.run.as_of,
         )),
-        rejects: RejectsWriter::new(&opts.out_dir)?,
+        rejects: RejectsWriter::new(&opts.run.out_dir)?,
         stats: MapStats::default(),
         read: 0,
         written: 0,
@@ -232,7 +231,7 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
         .map(|(c, n)| (c.clone(), *n))
         .collect();
     let summary = Summary {
-        as_of: opts.as_of.format("%Y-%m-%d").to_string(),
+        as_of: opts.run.as_of.format("%Y-%m-%d").to_string(),
         inputs,
         records_read: read,
         lines_read: None,
@@ -244,8 +243,8 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
             .unwrap_or(0),
         rejected_by_reason: by_reason,
         reject_rate_percent: (rate * 1000.0).round() / 1000.0,
-        reject_threshold_percent: opts.reject_threshold_percent,
-        reject_threshold_exceeded: rate > opts.reject_threshold_percent,
+        reject_threshold_percent: opts.run.reject_threshold_percent,
+        reject_threshold_exceeded: rate > opts.run.reject_threshold_percent,
         map: stats,
         invalid_bytes_first: Vec::new(),
         encoding_suspect: Vec::new(),
@@ -257,8 +256,8 @@ fn run(opts: &RepackOptions) -> Result<RepackOutcome> {
     };
     let rejects_tmp = rejects.finish()?;
     let (published, removed_stale) = publish(
-        &opts.out_dir,
-        &opts.prefix,
+        &opts.run.out_dir,
+        prefix,
         parts,
         rejects_tmp,
         Vec::new(),

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use patronload::check::repack::{repack, RepackOptions};
 use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits};
+use patronload::read::input::MmapChoice;
+use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::{CheckArgs, PackageLimitArgs, RepackArgs};
@@ -143,14 +145,20 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
     .and_then(|o| {
         let opts = RepackOptions {
             inputs: args.inputs.clone(),
-            out_dir: args.output.out.clone(),
-            as_of: args
-                .as_of
-                .unwrap_or_else(|| chrono::Local::now().date_naive()),
-            prefix: args.prefix.clone(),
-            reject_threshold_percent: args.max_reject_rate,
+            run: RunOptions {
+                out_dir: args.output.out.clone(),
+                as_of: args
+                    .as_of
+                    .unwrap_or_else(|| chrono::Local::now().date_naive()),
+                // The checks and the output share one set of limits.
+                limits: o.limits,
+                reject_threshold_percent: args.max_reject_rate,
+                prefix: Some(args.prefix.clone()),
+                engine: Engine::Reference,
+                mmap: MmapChoice::Never,
+                output: super::output_options(&args.output.publish),
+            },
             check: o,
-            output: super::output_options(&args.output.publish),
         };
         repack(&opts)
     });

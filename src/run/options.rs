@@ -1,5 +1,5 @@
 //! The options every command that writes a package shares (`convert`
-//! with a profile or a job, and the coming ones): one type, so a flag
+//! with a profile or a job, `repack`, and the coming ones): one type, so a flag
 //! means the same thing everywhere and the binary builds it once.
 
 use std::path::PathBuf;
@@ -42,8 +42,9 @@ impl Engine {
 pub const DEFAULT_SHARD_BYTES: usize = 256 << 10;
 
 /// What one run writes where, and how: shared by a single feed
-/// ([`super::convert::ConvertOptions`]) and a job
-/// ([`crate::job::JobOptions`]).
+/// ([`super::convert::ConvertOptions`]), a job
+/// ([`crate::job::JobOptions`]) and a repack
+/// ([`crate::check::repack::RepackOptions`]).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Output directory (created if missing).
