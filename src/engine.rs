@@ -76,10 +76,13 @@ struct ShardOut<'m> {
     /// Blank lines after the last record, when the shard's reader reached
     /// the end of the file.
     trailing_blank: u64,
-    /// Fields left out of the shard's records: (index into `items`, line,
-    /// primary id, warnings), in item order.
-    warnings: Vec<(usize, (u64, u64), String, Vec<Fail>)>,
+    /// Fields left out of the shard's records, in item order.
+    warnings: Vec<LeftOut>,
 }
+
+/// Fields left out of one record: (index into `items`, its first and last
+/// line, its primary id, the warnings).
+type LeftOut = (usize, (u64, u64), String, Vec<Fail>);
 
 /// Parses, maps and serializes the records of one shard.
 fn map_shard<'m>(
