@@ -200,6 +200,12 @@ fn a_later_duplicate_does_not_take_a_swallowed_patrons_place() {
 }
 
 #[test]
+fn the_tail_of_a_broken_primary_id_is_never_a_user() {
+    check("split_id", "split_id.csv", "reader.toml", false);
+    check("split_id", "split_id.csv", "multiline.toml", false);
+}
+
+#[test]
 fn stray_address_text_never_becomes_a_primary_id() {
     check("stray_id", "stray_id.csv", "reader.toml", false);
 }

@@ -263,6 +263,34 @@ impl ShardReader<'_, '_> {
             ));
             return;
         }
+        // A one-line record with an odd number of quotes holds a quote
+        // that closes nothing opened on its line: the tail of a value
+        // broken over lines (whose first line was rejected above, perhaps
+        // in another shard) or a stray quote. The csv rules would keep it
+        // as text and write, say, half a primary id with the rest of the
+        // patron's row; the line is rejected instead, decided from the line
+        // alone so every shard plan agrees.
+        if lines == 1 {
+            if let Some(q) = d.quote {
+                let line = &data[start..content_end];
+                let n = memchr::memchr_iter(q, line).count();
+                if n % 2 == 1 {
+                    rec.fields.clear();
+                    rec.fail = Some(Fail::new(
+                        Reason::UnbalancedQuote,
+                        "",
+                        format!(
+                            "line {} holds an odd number of quotes ({n}): a quote that closes a \
+                             value broken over lines, or a stray quote; the line is rejected \
+                             because its columns cannot be trusted",
+                            rec.line
+                        ),
+                    ));
+                    rec.last_line = rec.line;
+                    return;
+                }
+            }
+        }
         rec.last_line = rec.line + lines - 1;
         // The record's line breaks are counted: the next line number
         // need not count them again.

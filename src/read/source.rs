@@ -725,11 +725,16 @@ mod tests {
             [(2, None), (3, Some("unbalanced_quote")), (4, None)]
         );
         // A quoted line break is a record only in a `multiline` column;
-        // elsewhere the first line is rejected and the next one read.
+        // elsewhere the first line is rejected and the next one read. That
+        // line holds the closing quote, an odd one: rejected too.
         let p = parse_all(b"id,name\n1,\"a\nb\"\n2,c\n", &d).unwrap();
         assert_eq!(
             reasons(&p),
-            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
+            [
+                (2, Some("unbalanced_quote")),
+                (3, Some("unbalanced_quote")),
+                (4, None)
+            ]
         );
         let d = Dialect::from_toml("max_record_lines = 3\nmultiline = [\"name\"]").unwrap();
         let p = parse_all(b"id,name\n1,\"a\nb\"\n2,c\n", &d).unwrap();
@@ -746,18 +751,26 @@ mod tests {
             read(b"id,note,x\n1,\"open,a\n2,n,b\n3,\"c\",d\n"),
             [(2, Some("unbalanced_quote")), (3, None), (4, None)]
         );
-        // The wrong field count after a span (line 3 is then read on its
-        // own; its field count is the mapper's to check).
+        // The wrong field count after a span: line 3 is then read on its
+        // own, and its odd quote (the one that closed line 2's) rejects it.
         assert_eq!(
             read(b"id,note,x\n1,\"a\nb\",c,d\n2,n,e\n"),
-            [(2, Some("unbalanced_quote")), (3, None), (4, None)]
+            [
+                (2, Some("unbalanced_quote")),
+                (3, Some("unbalanced_quote")),
+                (4, None)
+            ]
         );
-        // A quote that never closes in the last line; and a quote in the
-        // middle of an unquoted field is data, not an open quote.
+        // A quote that never closes in the last line; a quote in the
+        // middle of an unquoted field is data by the CSV rules, but a line
+        // with an odd number of them is rejected; an even number is data.
         assert_eq!(
             read(b"id,note,x\n1,a\"b,c\n2,\"d,e"),
-            [(2, None), (3, Some("unbalanced_quote"))]
+            [(2, Some("unbalanced_quote")), (3, Some("unbalanced_quote"))]
         );
+        let p = parse_all(b"id,note,x\n1,a\"b\"c,d\n", &d).unwrap();
+        assert_eq!(reasons(&p), [(2, None)]);
+        assert_eq!(p.records[0].1[1], b"a\"b\"c");
         assert_eq!(
             read(b"id,note,x\n1,\"a\nb,c\n"),
             [(2, Some("unbalanced_quote")), (3, None)]
