@@ -578,29 +578,38 @@ fn nested_zips_are_reported_and_not_repacked() {
 }
 
 /// Runs `cmd` to its end; its exit status, stdout and peak resident set
-/// in KiB, measured by GNU time (`.ci/run` installs it).
+/// in KiB, measured by GNU time (`.ci/run` installs it), or where it is
+/// missing by Python's `resource` module.
 ///
 /// Not the kernel's figure for our own child (`wait4`): a child spawned
 /// from this test process starts from the test process's address space, and
 /// its peak counts that space as it was before `exec`, so the figure grows
 /// with whatever the other tests in this process hold at that moment. GNU
-/// time is small and forks the command itself.
+/// time and Python are small and start the command themselves.
 #[cfg(target_os = "linux")]
 fn run_peak(cmd: &mut std::process::Command) -> (i32, String, u64) {
-    let time = std::path::Path::new("/usr/bin/time");
-    assert!(
-        time.exists(),
-        "these memory tests need GNU time: apt-get install time"
-    );
+    const PY: &str = "import resource, subprocess, sys\n\
+                      p = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n\
+                      open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n\
+                      sys.stdout.buffer.write(p.stdout)\n\
+                      sys.exit(p.returncode)\n";
     let report = tempfile::NamedTempFile::new().unwrap();
-    let out = std::process::Command::new(time)
-        .args(["-f", "%M", "-o"])
-        .arg(report.path())
+    let time = std::path::Path::new("/usr/bin/time");
+    let mut outer = if time.exists() {
+        let mut c = std::process::Command::new(time);
+        c.args(["-f", "%M", "-o"]).arg(report.path());
+        c
+    } else {
+        let mut c = std::process::Command::new("python3");
+        c.args(["-c", PY]).arg(report.path());
+        c
+    };
+    let out = outer
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .stderr(std::process::Stdio::null())
         .output()
-        .expect("run patronload under /usr/bin/time");
+        .expect("these memory tests need GNU time (apt-get install time) or python3");
     let text = std::fs::read_to_string(report.path()).unwrap();
     // GNU time writes "Command exited with non-zero status N" first when
     // the command fails; the figure is the last line.
