@@ -33,6 +33,7 @@ use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::map::Mapper;
 use crate::model::{User, UserField};
+use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
@@ -77,6 +78,47 @@ pub(super) fn changed() -> Error {
     Error::Invariant("a record mapped differently in the second pass".into())
 }
 
+/// What the first pass keeps of every record, indexed by record number
+/// less one.
+struct Keys {
+    people: People,
+    seen_twice: Vec<bool>,
+    person: Vec<u32>,
+    rank: Vec<u32>,
+    line: Vec<u64>,
+    flags: Vec<u8>,
+    ids: IdValues,
+    /// Records read by the end of each input.
+    file_ends: Vec<usize>,
+    records_by_source: Vec<u64>,
+}
+
+/// The people seen more than once, and who won and lost among them.
+struct Decided {
+    persons: Vec<Person>,
+    winner_of: HashMap<usize, usize>,
+    person_of: HashMap<usize, usize>,
+}
+
+/// What the claims leave for the second pass: the identifiers each
+/// record lost, and what each loser's winner merges.
+struct Claimed {
+    lost: HashMap<usize, Fail>,
+    merges: Vec<Vec<Merge>>,
+}
+
+/// What the second pass leaves for `duplicates.csv` and the summary.
+struct Streamed {
+    parts: Vec<crate::write::package::Finished>,
+    users_by_source: Vec<u64>,
+    rows: HashMap<usize, Row>,
+}
+
+/// The input (index into the job's inputs) record `i` was read from.
+fn file_of(file_ends: &[usize], i: usize) -> usize {
+    file_ends.partition_point(|&end| end <= i)
+}
+
 /// Runs a job in two passes; see the module documentation.
 pub(super) fn run(
     opts: &JobOptions,
@@ -101,7 +143,78 @@ pub(super) fn run(
     };
     let mut em = Emitter::new(base)?;
     let case = first_case(job);
-    let merge = job.people.merge;
+    let file_source: Vec<usize> = job
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
+        .collect();
+
+    // 1. Keys.
+    let Keys {
+        people,
+        seen_twice,
+        person,
+        rank,
+        line,
+        mut flags,
+        ids,
+        file_ends,
+        records_by_source,
+    } = first_pass(&ctx, case)?;
+
+    // 2. Decisions, over the records of people seen more than once.
+    let decided = decide_people(
+        people,
+        seen_twice,
+        person,
+        rank,
+        &file_source,
+        &file_ends,
+        &mut flags,
+    );
+    let mut claimed = claim(&ctx, case, &mut flags, line, ids, &file_ends, &decided);
+    let kept = map_ahead(&ctx, &mut flags, &decided)?;
+
+    // 3. Users.
+    let streamed = second_pass(
+        &ctx,
+        prefix,
+        threads,
+        &mut em,
+        &flags,
+        &decided,
+        &mut claimed,
+        kept,
+    )?;
+
+    // duplicates.csv and the summary part.
+    let (dup_tmp, summary) = write_duplicates(
+        &ctx,
+        &mut em,
+        &file_source,
+        &flags,
+        &decided,
+        &claimed,
+        &streamed,
+        &records_by_source,
+    )?;
+    finish(
+        base,
+        em,
+        streamed.parts,
+        prefix,
+        Extras {
+            files: vec![(dup_tmp, DUPLICATES_FILE)],
+            job: Some(summary),
+        },
+    )
+}
+
+/// The first pass: every record mapped, only its person key, group rank,
+/// line and identifier values kept.
+fn first_pass(ctx: &Ctx, case: IdentifierCase) -> Result<Keys> {
+    let job = &ctx.opts.job;
     let rank_of: BTreeMap<&str, u32> = job
         .people
         .group_rank
@@ -110,8 +223,6 @@ pub(super) fn run(
         .map(|(i, g)| (g.as_str(), i as u32))
         .collect();
     let unranked = job.people.group_rank.len() as u32;
-
-    // 1. Keys.
     let mut people = People::new();
     let mut seen_twice: Vec<bool> = Vec::new();
     let mut person: Vec<u32> = Vec::new();
@@ -119,14 +230,7 @@ pub(super) fn run(
     let mut line: Vec<u64> = Vec::new();
     let mut flags: Vec<u8> = Vec::new();
     let mut ids = IdValues::default();
-    // Records read by the end of each input, and each input's source.
     let mut file_ends: Vec<usize> = Vec::new();
-    let file_source: Vec<usize> = job
-        .sources
-        .iter()
-        .enumerate()
-        .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
-        .collect();
     let mut records_by_source = vec![0u64; job.sources.len()];
     let map_keys = |m: &Mapper, recs: &[RawRecord]| {
         let mut out = KeyChunk::default();
@@ -228,9 +332,30 @@ pub(super) fn run(
         }
         Ok(())
     })?;
-    let file_of = |i: usize| file_ends.partition_point(|&end| end <= i);
+    Ok(Keys {
+        people,
+        seen_twice,
+        person,
+        rank,
+        line,
+        flags,
+        ids,
+        file_ends,
+        records_by_source,
+    })
+}
 
-    // 2. Decisions, over the records of people seen more than once.
+/// Between the passes: [`decide`] over the records of people seen more
+/// than once, marking winners and losers in `flags`.
+fn decide_people(
+    people: People,
+    seen_twice: Vec<bool>,
+    person: Vec<u32>,
+    rank: Vec<u32>,
+    file_source: &[usize],
+    file_ends: &[usize],
+    flags: &mut [u8],
+) -> Decided {
     let mut members: Vec<usize> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
     for (i, &p) in person.iter().enumerate() {
@@ -239,7 +364,7 @@ pub(super) fn run(
             cands.push(Candidate {
                 key: Some(people.key(p).to_string()),
                 rank: rank[i],
-                source: file_source[file_of(i)] as u16,
+                source: file_source[file_of(file_ends, i)] as u16,
                 number: i as u64 + 1,
             });
         }
@@ -270,7 +395,28 @@ pub(super) fn run(
             winner_of.insert(l, p.winner);
         }
     }
+    Decided {
+        persons,
+        winner_of,
+        person_of,
+    }
+}
 
+/// Between the passes: winners claim their identifiers in output order,
+/// first wins, then the identifiers they merge.
+fn claim(
+    ctx: &Ctx,
+    case: IdentifierCase,
+    flags: &mut [u8],
+    line: Vec<u64>,
+    ids: IdValues,
+    file_ends: &[usize],
+    decided: &Decided,
+) -> Claimed {
+    let (job, base) = (&ctx.opts.job, ctx.base);
+    let merge = job.people.merge;
+    let persons = &decided.persons;
+    let file_of = |i: usize| file_of(file_ends, i);
     // Winners claim their identifiers in output order, first wins.
     let mut claims = IdSet::new(case);
     claims.reserve(line.len(), ids.values.len(), ids.text.len());
@@ -293,7 +439,7 @@ pub(super) fn run(
     // Then merged identifiers, after every winner's own, so a merged
     // value never costs another person their record.
     let mut merges: Vec<Vec<Merge>> = Vec::with_capacity(persons.len());
-    for p in &persons {
+    for p in persons {
         let mut per_loser = Vec::with_capacity(p.losers.len());
         let merging = merge && flags[p.winner] & WRITTEN != 0;
         let owner = Owner {
@@ -336,10 +482,22 @@ pub(super) fn run(
         merges.push(per_loser);
     }
     drop((claims, ids, line));
-    // What a winner written before its loser merges from it.
+    Claimed { lost, merges }
+}
+
+/// The merge-ahead parse: a merging winner written before its loser
+/// merges from it, so those losers are mapped once more now and their
+/// material kept for the second pass.
+fn map_ahead(
+    ctx: &Ctx,
+    flags: &mut [u8],
+    decided: &Decided,
+) -> Result<HashMap<usize, Box<Material>>> {
+    let merge = ctx.opts.job.people.merge;
+    let persons = &decided.persons;
     let mut ahead = 0usize;
     if merge {
-        for p in &persons {
+        for p in persons {
             if flags[p.winner] & WRITTEN != 0 {
                 for &(l, _) in p.losers.iter().filter(|&&(l, _)| l > p.winner) {
                     flags[l] |= AHEAD;
@@ -374,13 +532,35 @@ pub(super) fn run(
             Ok(())
         })?;
     }
+    Ok(kept)
+}
 
-    // 3. Users.
+/// The second pass: every record mapped again and streamed; rejects in
+/// record order, winners serialized, merged and compressed as they come,
+/// losers only noted for `duplicates.csv`.
+#[allow(clippy::too_many_arguments)]
+fn second_pass(
+    ctx: &Ctx,
+    prefix: &str,
+    threads: usize,
+    em: &mut Emitter,
+    flags: &[u8],
+    decided: &Decided,
+    claimed: &mut Claimed,
+    mut kept: HashMap<usize, Box<Material>>,
+) -> Result<Streamed> {
+    let (opts, job) = (ctx.opts, &ctx.opts.job);
+    let merge = job.people.merge;
+    let Decided {
+        persons,
+        winner_of,
+        person_of,
+    } = decided;
+    let Claimed { lost, merges } = claimed;
     let (level, mtime) = (opts.run.limits.compression_level, zip_time(opts.run.as_of));
     let placer = Placer::new(&opts.run.out_dir, prefix, opts.run.limits);
     let mut users_by_source = vec![0u64; job.sources.len()];
     let mut rows: HashMap<usize, Row> = HashMap::new();
-    let flags = &flags;
     // Chunk XML buffers go back for reuse once consumed: fresh ones for
     // every chunk would be page-faulted in anew, a gigabyte per million
     // users.
@@ -592,8 +772,34 @@ pub(super) fn run(
         consumed?;
         placed
     })?;
+    Ok(Streamed {
+        parts,
+        users_by_source,
+        rows,
+    })
+}
 
-    // duplicates.csv and the summary part.
+/// After the passes: `duplicates.csv`, one row per superseded record, and
+/// the job's summary part.
+#[allow(clippy::too_many_arguments)]
+fn write_duplicates(
+    ctx: &Ctx,
+    em: &mut Emitter,
+    file_source: &[usize],
+    flags: &[u8],
+    decided: &Decided,
+    claimed: &Claimed,
+    streamed: &Streamed,
+    records_by_source: &[u64],
+) -> Result<(tempfile::NamedTempFile, JobSummary)> {
+    let (opts, base, job) = (ctx.opts, ctx.base, &ctx.opts.job);
+    let persons = &decided.persons;
+    let merges = &claimed.merges;
+    let Streamed {
+        users_by_source,
+        rows,
+        ..
+    } = streamed;
     let dup_tmp = crate::outdir::hidden_temp(&opts.run.out_dir, ".csv.tmp")?;
     let f = dup_tmp
         .reopen()
@@ -606,7 +812,7 @@ pub(super) fn run(
     let mut merged_values = 0u64;
     let source_of = |file: u32| &job.sources[file_source[file as usize]].name;
     let path_of = |file: u32| base.inputs[file as usize].display().to_string();
-    for (p, per_loser) in persons.iter().zip(&merges) {
+    for (p, per_loser) in persons.iter().zip(merges) {
         let win = rows.get(&p.winner).ok_or_else(changed)?;
         let outcome = if flags[p.winner] & WRITTEN != 0 {
             "written"
@@ -662,16 +868,7 @@ pub(super) fn run(
         decided_by,
         merged_values,
     };
-    finish(
-        base,
-        em,
-        parts,
-        prefix,
-        Extras {
-            files: vec![(dup_tmp, DUPLICATES_FILE)],
-            job: Some(summary),
-        },
-    )
+    Ok((dup_tmp, summary))
 }
 
 /// Gives a winner what its superseded records bring, in precedence
