@@ -32,7 +32,7 @@ use super::{
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::model::{User, UserField};
+use crate::model::UserField;
 use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
@@ -76,42 +76,6 @@ pub(super) fn group_index(groups: &mut Vec<String>, g: &str) -> u32 {
 
 pub(super) fn changed() -> Error {
     Error::Invariant("a record mapped differently in the second pass".into())
-}
-
-/// What the first pass keeps of every record, indexed by record number
-/// less one.
-struct Keys {
-    people: People,
-    seen_twice: Vec<bool>,
-    person: Vec<u32>,
-    rank: Vec<u32>,
-    line: Vec<u64>,
-    flags: Vec<u8>,
-    ids: IdValues,
-    /// Records read by the end of each input.
-    file_ends: Vec<usize>,
-    records_by_source: Vec<u64>,
-}
-
-/// The people seen more than once, and who won and lost among them.
-struct Decided {
-    persons: Vec<Person>,
-    winner_of: HashMap<usize, usize>,
-    person_of: HashMap<usize, usize>,
-}
-
-/// What the claims leave for the second pass: the identifiers each
-/// record lost, and what each loser's winner merges.
-struct Claimed {
-    lost: HashMap<usize, Fail>,
-    merges: Vec<Vec<Merge>>,
-}
-
-/// What the second pass leaves for `duplicates.csv` and the summary.
-struct Streamed {
-    parts: Vec<crate::write::package::Finished>,
-    users_by_source: Vec<u64>,
-    rows: HashMap<usize, Row>,
 }
 
 /// The input (index into the job's inputs) record `i` was read from.
@@ -233,44 +197,7 @@ fn first_pass(ctx: &Ctx, case: IdentifierCase) -> Result<Keys> {
     let mut file_ends: Vec<usize> = Vec::new();
     let mut records_by_source = vec![0u64; job.sources.len()];
     let map_keys = |m: &Mapper, recs: &[RawRecord]| {
-        let mut out = KeyChunk::default();
-        let mut stats = MapStats::default();
-        let mut spare = Vec::new();
-        for rec in recs {
-            let item = match map_record(m, rec, &mut spare, &mut stats) {
-                Err(_) => KeyItem::Rejected,
-                Ok(user) => {
-                    let key = match_value(&user, &job.people.match_on).map(|v| {
-                        let start = out.text.len();
-                        out.text.push_str(&person_key(v, case));
-                        (start, out.text.len())
-                    });
-                    for (t, v, p) in crate::run::convert::id_values(&user) {
-                        let t = match out.types.iter().position(|x| x == t) {
-                            Some(i) => i,
-                            None => {
-                                out.types.push(t.to_string());
-                                out.types.len() - 1
-                            }
-                        };
-                        let start = out.text.len();
-                        out.text.push_str(v);
-                        out.ids.push((t as u16, start, out.text.len(), p));
-                    }
-                    let rank = rank_of
-                        .get(xml::group_of(&user))
-                        .copied()
-                        .unwrap_or(unranked);
-                    KeyItem::Mapped {
-                        key,
-                        rank,
-                        ids_end: out.ids.len(),
-                    }
-                }
-            };
-            out.items.push(item);
-        }
-        out
+        key_chunk(m, recs, &job.people.match_on, case, &rank_of, unranked)
     };
     ctx.scan(map_keys, |ev| {
         let (si, batch, chunks) = match ev {
@@ -343,6 +270,55 @@ fn first_pass(ctx: &Ctx, case: IdentifierCase) -> Result<Keys> {
         file_ends,
         records_by_source,
     })
+}
+
+/// Maps one chunk of the first pass, keeping only its keys.
+fn key_chunk(
+    m: &Mapper,
+    recs: &[RawRecord],
+    match_on: &str,
+    case: IdentifierCase,
+    rank_of: &BTreeMap<&str, u32>,
+    unranked: u32,
+) -> KeyChunk {
+    let mut out = KeyChunk::default();
+    let mut stats = MapStats::default();
+    let mut spare = Vec::new();
+    for rec in recs {
+        let item = match map_record(m, rec, &mut spare, &mut stats) {
+            Err(_) => KeyItem::Rejected,
+            Ok(user) => {
+                let key = match_value(&user, match_on).map(|v| {
+                    let start = out.text.len();
+                    out.text.push_str(&person_key(v, case));
+                    (start, out.text.len())
+                });
+                for (t, v, p) in crate::run::convert::id_values(&user) {
+                    let t = match out.types.iter().position(|x| x == t) {
+                        Some(i) => i,
+                        None => {
+                            out.types.push(t.to_string());
+                            out.types.len() - 1
+                        }
+                    };
+                    let start = out.text.len();
+                    out.text.push_str(v);
+                    out.ids.push((t as u16, start, out.text.len(), p));
+                }
+                let rank = rank_of
+                    .get(xml::group_of(&user))
+                    .copied()
+                    .unwrap_or(unranked);
+                KeyItem::Mapped {
+                    key,
+                    rank,
+                    ids_end: out.ids.len(),
+                }
+            }
+        };
+        out.items.push(item);
+    }
+    out
 }
 
 /// Between the passes: [`decide`] over the records of people seen more
@@ -565,39 +541,7 @@ fn second_pass(
     // every chunk would be page-faulted in anew, a gigabyte per million
     // users.
     let spare_xml: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    let map_users = |m: &Mapper, recs: &[RawRecord]| {
-        let mut out = UserChunk::default();
-        if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
-            out.xml = buf;
-        }
-        let mut spare = Vec::new();
-        for rec in recs {
-            let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
-            let result = map_record(m, rec, &mut spare, &mut out.stats);
-            let warnings = out.stats.take_warnings();
-            if !warnings.is_empty() {
-                out.warnings
-                    .push((out.items.len(), m.report_id(&rec.fields), warnings));
-            }
-            let item = match result {
-                Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
-                Ok(_) if f & MAPPED == 0 => UserItem::Changed,
-                Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
-                Ok(user) if f & WRITTEN != 0 => {
-                    xml::write_user(&mut out.xml, &user);
-                    UserItem::Xml(
-                        out.xml.len(),
-                        group_index(&mut out.groups, xml::group_of(&user)),
-                    )
-                }
-                Ok(user) => {
-                    UserItem::Taken(user.get(UserField::PrimaryId).unwrap_or("").to_string())
-                }
-            };
-            out.items.push(item);
-        }
-        out
-    };
+    let map_users = |m: &Mapper, recs: &[RawRecord]| user_chunk(m, recs, flags, &spare_xml);
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
     let (tok_tx, tok_rx) = compression_tokens(threads);
@@ -779,6 +723,46 @@ fn second_pass(
     })
 }
 
+/// Maps one chunk of the second pass: rejects keep their id, people seen
+/// more than once stay users for the decisions, and a record that alone
+/// represents its person is serialized at once.
+fn user_chunk(
+    m: &Mapper,
+    recs: &[RawRecord],
+    flags: &[u8],
+    spare_xml: &Mutex<Vec<Vec<u8>>>,
+) -> UserChunk {
+    let mut out = UserChunk::default();
+    if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
+        out.xml = buf;
+    }
+    let mut spare = Vec::new();
+    for rec in recs {
+        let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
+        let result = map_record(m, rec, &mut spare, &mut out.stats);
+        let warnings = out.stats.take_warnings();
+        if !warnings.is_empty() {
+            out.warnings
+                .push((out.items.len(), m.report_id(&rec.fields), warnings));
+        }
+        let item = match result {
+            Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
+            Ok(_) if f & MAPPED == 0 => UserItem::Changed,
+            Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
+            Ok(user) if f & WRITTEN != 0 => {
+                xml::write_user(&mut out.xml, &user);
+                UserItem::Xml(
+                    out.xml.len(),
+                    group_index(&mut out.groups, xml::group_of(&user)),
+                )
+            }
+            Ok(user) => UserItem::Taken(user.get(UserField::PrimaryId).unwrap_or("").to_string()),
+        };
+        out.items.push(item);
+    }
+    out
+}
+
 /// After the passes: `duplicates.csv`, one row per superseded record, and
 /// the job's summary part.
 #[allow(clippy::too_many_arguments)]
@@ -869,57 +853,4 @@ fn write_duplicates(
         merged_values,
     };
     Ok((dup_tmp, summary))
-}
-
-/// Gives a winner what its superseded records bring, in precedence
-/// order: the identifiers planned (and claimed) before the second pass,
-/// then emails whose address and phones whose digits it lacks, as
-/// non-preferred segments. Emails and phones are listed by kind and line,
-/// never by value.
-pub(super) fn take_merged(
-    user: &mut User,
-    p: &Person,
-    merges: &mut [Merge],
-    kept: &mut HashMap<usize, Box<Material>>,
-) -> Result<()> {
-    for (&(l, _), m) in p.losers.iter().zip(merges) {
-        let mat = kept.remove(&l).ok_or_else(changed)?;
-        let Material {
-            line,
-            identifiers,
-            emails,
-            phones,
-        } = *mat;
-        for &pos in &m.ids {
-            user.identifiers
-                .push(identifiers.get(pos).cloned().ok_or_else(changed)?);
-        }
-        for mut e in emails {
-            if user
-                .emails
-                .iter()
-                .any(|x| x.address.trim().eq_ignore_ascii_case(e.address.trim()))
-            {
-                continue;
-            }
-            e.preferred = false;
-            m.took.push(format!("email from line {line}"));
-            user.emails.push(e);
-        }
-        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        for mut ph in phones {
-            if user
-                .phones
-                .iter()
-                .any(|x| digits(&x.number) == digits(&ph.number))
-            {
-                continue;
-            }
-            ph.preferred = false;
-            ph.preferred_sms = false;
-            m.took.push(format!("phone from line {line}"));
-            user.phones.push(ph);
-        }
-    }
-    Ok(())
 }
