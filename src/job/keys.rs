@@ -1,6 +1,9 @@
 //! What the first pass of a job keeps per record, compactly: person keys
 //! (each distinct key stored once), identifier values, and the material
-//! a winner merges from the records it supersedes.
+//! a winner merges from the records it supersedes; and what each step of
+//! the job hands the next.
+
+use std::collections::HashMap;
 
 use super::decide::Rule;
 use crate::error::{Error, Result};
@@ -188,4 +191,93 @@ pub(super) enum UserItem {
     Member(Box<User>),
     /// Mapped now but not in the first pass.
     Changed,
+}
+
+/// What the first pass keeps of every record, indexed by record number
+/// less one.
+pub(super) struct Keys {
+    pub(super) people: People,
+    pub(super) seen_twice: Vec<bool>,
+    pub(super) person: Vec<u32>,
+    pub(super) rank: Vec<u32>,
+    pub(super) line: Vec<u64>,
+    pub(super) flags: Vec<u8>,
+    pub(super) ids: IdValues,
+    /// Records read by the end of each input.
+    pub(super) file_ends: Vec<usize>,
+    pub(super) records_by_source: Vec<u64>,
+}
+
+/// The people seen more than once, and who won and lost among them.
+pub(super) struct Decided {
+    pub(super) persons: Vec<Person>,
+    pub(super) winner_of: HashMap<usize, usize>,
+    pub(super) person_of: HashMap<usize, usize>,
+}
+
+/// What the claims leave for the second pass: the identifiers each
+/// record lost, and what each loser's winner merges.
+pub(super) struct Claimed {
+    pub(super) lost: HashMap<usize, Fail>,
+    pub(super) merges: Vec<Vec<Merge>>,
+}
+
+/// What the second pass leaves for `duplicates.csv` and the summary.
+pub(super) struct Streamed {
+    pub(super) parts: Vec<crate::write::package::Finished>,
+    pub(super) users_by_source: Vec<u64>,
+    pub(super) rows: HashMap<usize, Row>,
+}
+
+/// Gives a winner what its superseded records bring, in precedence
+/// order: the identifiers planned (and claimed) before the second pass,
+/// then emails whose address and phones whose digits it lacks, as
+/// non-preferred segments. Emails and phones are listed by kind and line,
+/// never by value.
+pub(super) fn take_merged(
+    user: &mut User,
+    p: &Person,
+    merges: &mut [Merge],
+    kept: &mut HashMap<usize, Box<Material>>,
+) -> Result<()> {
+    for (&(l, _), m) in p.losers.iter().zip(merges) {
+        let mat = kept.remove(&l).ok_or_else(changed)?;
+        let Material {
+            line,
+            identifiers,
+            emails,
+            phones,
+        } = *mat;
+        for &pos in &m.ids {
+            user.identifiers
+                .push(identifiers.get(pos).cloned().ok_or_else(changed)?);
+        }
+        for mut e in emails {
+            if user
+                .emails
+                .iter()
+                .any(|x| x.address.trim().eq_ignore_ascii_case(e.address.trim()))
+            {
+                continue;
+            }
+            e.preferred = false;
+            m.took.push(format!("email from line {line}"));
+            user.emails.push(e);
+        }
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        for mut ph in phones {
+            if user
+                .phones
+                .iter()
+                .any(|x| digits(&x.number) == digits(&ph.number))
+            {
+                continue;
+            }
+            ph.preferred = false;
+            ph.preferred_sms = false;
+            m.took.push(format!("phone from line {line}"));
+            user.phones.push(ph);
+        }
+    }
+    Ok(())
 }

@@ -32,7 +32,8 @@ use super::{
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::map::Mapper;
-use crate::model::{User, UserField};
+use crate::model::UserField;
+use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
@@ -77,6 +78,11 @@ pub(super) fn changed() -> Error {
     Error::Invariant("a record mapped differently in the second pass".into())
 }
 
+/// The input (index into the job's inputs) record `i` was read from.
+fn file_of(file_ends: &[usize], i: usize) -> usize {
+    file_ends.partition_point(|&end| end <= i)
+}
+
 /// Runs a job in two passes; see the module documentation.
 pub(super) fn run(
     opts: &JobOptions,
@@ -101,7 +107,78 @@ pub(super) fn run(
     };
     let mut em = Emitter::new(base)?;
     let case = first_case(job);
-    let merge = job.people.merge;
+    let file_source: Vec<usize> = job
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
+        .collect();
+
+    // 1. Keys.
+    let Keys {
+        people,
+        seen_twice,
+        person,
+        rank,
+        line,
+        mut flags,
+        ids,
+        file_ends,
+        records_by_source,
+    } = first_pass(&ctx, case)?;
+
+    // 2. Decisions, over the records of people seen more than once.
+    let decided = decide_people(
+        people,
+        seen_twice,
+        person,
+        rank,
+        &file_source,
+        &file_ends,
+        &mut flags,
+    );
+    let mut claimed = claim(&ctx, case, &mut flags, line, ids, &file_ends, &decided);
+    let kept = map_ahead(&ctx, &mut flags, &decided)?;
+
+    // 3. Users.
+    let streamed = second_pass(
+        &ctx,
+        prefix,
+        threads,
+        &mut em,
+        &flags,
+        &decided,
+        &mut claimed,
+        kept,
+    )?;
+
+    // duplicates.csv and the summary part.
+    let (dup_tmp, summary) = write_duplicates(
+        &ctx,
+        &mut em,
+        &file_source,
+        &flags,
+        &decided,
+        &claimed,
+        &streamed,
+        &records_by_source,
+    )?;
+    finish(
+        base,
+        em,
+        streamed.parts,
+        prefix,
+        Extras {
+            files: vec![(dup_tmp, DUPLICATES_FILE)],
+            job: Some(summary),
+        },
+    )
+}
+
+/// The first pass: every record mapped, only its person key, group rank,
+/// line and identifier values kept.
+fn first_pass(ctx: &Ctx, case: IdentifierCase) -> Result<Keys> {
+    let job = &ctx.opts.job;
     let rank_of: BTreeMap<&str, u32> = job
         .people
         .group_rank
@@ -110,8 +187,6 @@ pub(super) fn run(
         .map(|(i, g)| (g.as_str(), i as u32))
         .collect();
     let unranked = job.people.group_rank.len() as u32;
-
-    // 1. Keys.
     let mut people = People::new();
     let mut seen_twice: Vec<bool> = Vec::new();
     let mut person: Vec<u32> = Vec::new();
@@ -119,54 +194,10 @@ pub(super) fn run(
     let mut line: Vec<u64> = Vec::new();
     let mut flags: Vec<u8> = Vec::new();
     let mut ids = IdValues::default();
-    // Records read by the end of each input, and each input's source.
     let mut file_ends: Vec<usize> = Vec::new();
-    let file_source: Vec<usize> = job
-        .sources
-        .iter()
-        .enumerate()
-        .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
-        .collect();
     let mut records_by_source = vec![0u64; job.sources.len()];
     let map_keys = |m: &Mapper, recs: &[RawRecord]| {
-        let mut out = KeyChunk::default();
-        let mut stats = MapStats::default();
-        let mut spare = Vec::new();
-        for rec in recs {
-            let item = match map_record(m, rec, &mut spare, &mut stats) {
-                Err(_) => KeyItem::Rejected,
-                Ok(user) => {
-                    let key = match_value(&user, &job.people.match_on).map(|v| {
-                        let start = out.text.len();
-                        out.text.push_str(&person_key(v, case));
-                        (start, out.text.len())
-                    });
-                    for (t, v, p) in crate::run::convert::id_values(&user) {
-                        let t = match out.types.iter().position(|x| x == t) {
-                            Some(i) => i,
-                            None => {
-                                out.types.push(t.to_string());
-                                out.types.len() - 1
-                            }
-                        };
-                        let start = out.text.len();
-                        out.text.push_str(v);
-                        out.ids.push((t as u16, start, out.text.len(), p));
-                    }
-                    let rank = rank_of
-                        .get(xml::group_of(&user))
-                        .copied()
-                        .unwrap_or(unranked);
-                    KeyItem::Mapped {
-                        key,
-                        rank,
-                        ids_end: out.ids.len(),
-                    }
-                }
-            };
-            out.items.push(item);
-        }
-        out
+        key_chunk(m, recs, &job.people.match_on, case, &rank_of, unranked)
     };
     ctx.scan(map_keys, |ev| {
         let (si, batch, chunks) = match ev {
@@ -228,9 +259,79 @@ pub(super) fn run(
         }
         Ok(())
     })?;
-    let file_of = |i: usize| file_ends.partition_point(|&end| end <= i);
+    Ok(Keys {
+        people,
+        seen_twice,
+        person,
+        rank,
+        line,
+        flags,
+        ids,
+        file_ends,
+        records_by_source,
+    })
+}
 
-    // 2. Decisions, over the records of people seen more than once.
+/// Maps one chunk of the first pass, keeping only its keys.
+fn key_chunk(
+    m: &Mapper,
+    recs: &[RawRecord],
+    match_on: &str,
+    case: IdentifierCase,
+    rank_of: &BTreeMap<&str, u32>,
+    unranked: u32,
+) -> KeyChunk {
+    let mut out = KeyChunk::default();
+    let mut stats = MapStats::default();
+    let mut spare = Vec::new();
+    for rec in recs {
+        let item = match map_record(m, rec, &mut spare, &mut stats) {
+            Err(_) => KeyItem::Rejected,
+            Ok(user) => {
+                let key = match_value(&user, match_on).map(|v| {
+                    let start = out.text.len();
+                    out.text.push_str(&person_key(v, case));
+                    (start, out.text.len())
+                });
+                for (t, v, p) in crate::run::convert::id_values(&user) {
+                    let t = match out.types.iter().position(|x| x == t) {
+                        Some(i) => i,
+                        None => {
+                            out.types.push(t.to_string());
+                            out.types.len() - 1
+                        }
+                    };
+                    let start = out.text.len();
+                    out.text.push_str(v);
+                    out.ids.push((t as u16, start, out.text.len(), p));
+                }
+                let rank = rank_of
+                    .get(xml::group_of(&user))
+                    .copied()
+                    .unwrap_or(unranked);
+                KeyItem::Mapped {
+                    key,
+                    rank,
+                    ids_end: out.ids.len(),
+                }
+            }
+        };
+        out.items.push(item);
+    }
+    out
+}
+
+/// Between the passes: [`decide`] over the records of people seen more
+/// than once, marking winners and losers in `flags`.
+fn decide_people(
+    people: People,
+    seen_twice: Vec<bool>,
+    person: Vec<u32>,
+    rank: Vec<u32>,
+    file_source: &[usize],
+    file_ends: &[usize],
+    flags: &mut [u8],
+) -> Decided {
     let mut members: Vec<usize> = Vec::new();
     let mut cands: Vec<Candidate> = Vec::new();
     for (i, &p) in person.iter().enumerate() {
@@ -239,7 +340,7 @@ pub(super) fn run(
             cands.push(Candidate {
                 key: Some(people.key(p).to_string()),
                 rank: rank[i],
-                source: file_source[file_of(i)] as u16,
+                source: file_source[file_of(file_ends, i)] as u16,
                 number: i as u64 + 1,
             });
         }
@@ -270,7 +371,28 @@ pub(super) fn run(
             winner_of.insert(l, p.winner);
         }
     }
+    Decided {
+        persons,
+        winner_of,
+        person_of,
+    }
+}
 
+/// Between the passes: winners claim their identifiers in output order,
+/// first wins, then the identifiers they merge.
+fn claim(
+    ctx: &Ctx,
+    case: IdentifierCase,
+    flags: &mut [u8],
+    line: Vec<u64>,
+    ids: IdValues,
+    file_ends: &[usize],
+    decided: &Decided,
+) -> Claimed {
+    let (job, base) = (&ctx.opts.job, ctx.base);
+    let merge = job.people.merge;
+    let persons = &decided.persons;
+    let file_of = |i: usize| file_of(file_ends, i);
     // Winners claim their identifiers in output order, first wins.
     let mut claims = IdSet::new(case);
     claims.reserve(line.len(), ids.values.len(), ids.text.len());
@@ -293,7 +415,7 @@ pub(super) fn run(
     // Then merged identifiers, after every winner's own, so a merged
     // value never costs another person their record.
     let mut merges: Vec<Vec<Merge>> = Vec::with_capacity(persons.len());
-    for p in &persons {
+    for p in persons {
         let mut per_loser = Vec::with_capacity(p.losers.len());
         let merging = merge && flags[p.winner] & WRITTEN != 0;
         let owner = Owner {
@@ -336,10 +458,22 @@ pub(super) fn run(
         merges.push(per_loser);
     }
     drop((claims, ids, line));
-    // What a winner written before its loser merges from it.
+    Claimed { lost, merges }
+}
+
+/// The merge-ahead parse: a merging winner written before its loser
+/// merges from it, so those losers are mapped once more now and their
+/// material kept for the second pass.
+fn map_ahead(
+    ctx: &Ctx,
+    flags: &mut [u8],
+    decided: &Decided,
+) -> Result<HashMap<usize, Box<Material>>> {
+    let merge = ctx.opts.job.people.merge;
+    let persons = &decided.persons;
     let mut ahead = 0usize;
     if merge {
-        for p in &persons {
+        for p in persons {
             if flags[p.winner] & WRITTEN != 0 {
                 for &(l, _) in p.losers.iter().filter(|&&(l, _)| l > p.winner) {
                     flags[l] |= AHEAD;
@@ -374,50 +508,40 @@ pub(super) fn run(
             Ok(())
         })?;
     }
+    Ok(kept)
+}
 
-    // 3. Users.
+/// The second pass: every record mapped again and streamed; rejects in
+/// record order, winners serialized, merged and compressed as they come,
+/// losers only noted for `duplicates.csv`.
+#[allow(clippy::too_many_arguments)]
+fn second_pass(
+    ctx: &Ctx,
+    prefix: &str,
+    threads: usize,
+    em: &mut Emitter,
+    flags: &[u8],
+    decided: &Decided,
+    claimed: &mut Claimed,
+    mut kept: HashMap<usize, Box<Material>>,
+) -> Result<Streamed> {
+    let (opts, job) = (ctx.opts, &ctx.opts.job);
+    let merge = job.people.merge;
+    let Decided {
+        persons,
+        winner_of,
+        person_of,
+    } = decided;
+    let Claimed { lost, merges } = claimed;
     let (level, mtime) = (opts.run.limits.compression_level, zip_time(opts.run.as_of));
     let placer = Placer::new(&opts.run.out_dir, prefix, opts.run.limits);
     let mut users_by_source = vec![0u64; job.sources.len()];
     let mut rows: HashMap<usize, Row> = HashMap::new();
-    let flags = &flags;
     // Chunk XML buffers go back for reuse once consumed: fresh ones for
     // every chunk would be page-faulted in anew, a gigabyte per million
     // users.
     let spare_xml: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    let map_users = |m: &Mapper, recs: &[RawRecord]| {
-        let mut out = UserChunk::default();
-        if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
-            out.xml = buf;
-        }
-        let mut spare = Vec::new();
-        for rec in recs {
-            let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
-            let result = map_record(m, rec, &mut spare, &mut out.stats);
-            let warnings = out.stats.take_warnings();
-            if !warnings.is_empty() {
-                out.warnings
-                    .push((out.items.len(), m.report_id(&rec.fields), warnings));
-            }
-            let item = match result {
-                Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
-                Ok(_) if f & MAPPED == 0 => UserItem::Changed,
-                Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
-                Ok(user) if f & WRITTEN != 0 => {
-                    xml::write_user(&mut out.xml, &user);
-                    UserItem::Xml(
-                        out.xml.len(),
-                        group_index(&mut out.groups, xml::group_of(&user)),
-                    )
-                }
-                Ok(user) => {
-                    UserItem::Taken(user.get(UserField::PrimaryId).unwrap_or("").to_string())
-                }
-            };
-            out.items.push(item);
-        }
-        out
-    };
+    let map_users = |m: &Mapper, recs: &[RawRecord]| user_chunk(m, recs, flags, &spare_xml);
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
     let (tok_tx, tok_rx) = compression_tokens(threads);
@@ -592,8 +716,74 @@ pub(super) fn run(
         consumed?;
         placed
     })?;
+    Ok(Streamed {
+        parts,
+        users_by_source,
+        rows,
+    })
+}
 
-    // duplicates.csv and the summary part.
+/// Maps one chunk of the second pass: rejects keep their id, people seen
+/// more than once stay users for the decisions, and a record that alone
+/// represents its person is serialized at once.
+fn user_chunk(
+    m: &Mapper,
+    recs: &[RawRecord],
+    flags: &[u8],
+    spare_xml: &Mutex<Vec<Vec<u8>>>,
+) -> UserChunk {
+    let mut out = UserChunk::default();
+    if let Some(buf) = spare_xml.lock().ok().and_then(|mut v| v.pop()) {
+        out.xml = buf;
+    }
+    let mut spare = Vec::new();
+    for rec in recs {
+        let f = flags.get(rec.number as usize - 1).copied().unwrap_or(0);
+        let result = map_record(m, rec, &mut spare, &mut out.stats);
+        let warnings = out.stats.take_warnings();
+        if !warnings.is_empty() {
+            out.warnings
+                .push((out.items.len(), m.report_id(&rec.fields), warnings));
+        }
+        let item = match result {
+            Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
+            Ok(_) if f & MAPPED == 0 => UserItem::Changed,
+            Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
+            Ok(user) if f & WRITTEN != 0 => {
+                xml::write_user(&mut out.xml, &user);
+                UserItem::Xml(
+                    out.xml.len(),
+                    group_index(&mut out.groups, xml::group_of(&user)),
+                )
+            }
+            Ok(user) => UserItem::Taken(user.get(UserField::PrimaryId).unwrap_or("").to_string()),
+        };
+        out.items.push(item);
+    }
+    out
+}
+
+/// After the passes: `duplicates.csv`, one row per superseded record, and
+/// the job's summary part.
+#[allow(clippy::too_many_arguments)]
+fn write_duplicates(
+    ctx: &Ctx,
+    em: &mut Emitter,
+    file_source: &[usize],
+    flags: &[u8],
+    decided: &Decided,
+    claimed: &Claimed,
+    streamed: &Streamed,
+    records_by_source: &[u64],
+) -> Result<(tempfile::NamedTempFile, JobSummary)> {
+    let (opts, base, job) = (ctx.opts, ctx.base, &ctx.opts.job);
+    let persons = &decided.persons;
+    let merges = &claimed.merges;
+    let Streamed {
+        users_by_source,
+        rows,
+        ..
+    } = streamed;
     let dup_tmp = crate::outdir::hidden_temp(&opts.run.out_dir, ".csv.tmp")?;
     let f = dup_tmp
         .reopen()
@@ -606,7 +796,7 @@ pub(super) fn run(
     let mut merged_values = 0u64;
     let source_of = |file: u32| &job.sources[file_source[file as usize]].name;
     let path_of = |file: u32| base.inputs[file as usize].display().to_string();
-    for (p, per_loser) in persons.iter().zip(&merges) {
+    for (p, per_loser) in persons.iter().zip(merges) {
         let win = rows.get(&p.winner).ok_or_else(changed)?;
         let outcome = if flags[p.winner] & WRITTEN != 0 {
             "written"
@@ -662,67 +852,5 @@ pub(super) fn run(
         decided_by,
         merged_values,
     };
-    finish(
-        base,
-        em,
-        parts,
-        prefix,
-        Extras {
-            files: vec![(dup_tmp, DUPLICATES_FILE)],
-            job: Some(summary),
-        },
-    )
-}
-
-/// Gives a winner what its superseded records bring, in precedence
-/// order: the identifiers planned (and claimed) before the second pass,
-/// then emails whose address and phones whose digits it lacks, as
-/// non-preferred segments. Emails and phones are listed by kind and line,
-/// never by value.
-pub(super) fn take_merged(
-    user: &mut User,
-    p: &Person,
-    merges: &mut [Merge],
-    kept: &mut HashMap<usize, Box<Material>>,
-) -> Result<()> {
-    for (&(l, _), m) in p.losers.iter().zip(merges) {
-        let mat = kept.remove(&l).ok_or_else(changed)?;
-        let Material {
-            line,
-            identifiers,
-            emails,
-            phones,
-        } = *mat;
-        for &pos in &m.ids {
-            user.identifiers
-                .push(identifiers.get(pos).cloned().ok_or_else(changed)?);
-        }
-        for mut e in emails {
-            if user
-                .emails
-                .iter()
-                .any(|x| x.address.trim().eq_ignore_ascii_case(e.address.trim()))
-            {
-                continue;
-            }
-            e.preferred = false;
-            m.took.push(format!("email from line {line}"));
-            user.emails.push(e);
-        }
-        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        for mut ph in phones {
-            if user
-                .phones
-                .iter()
-                .any(|x| digits(&x.number) == digits(&ph.number))
-            {
-                continue;
-            }
-            ph.preferred = false;
-            ph.preferred_sms = false;
-            m.took.push(format!("phone from line {line}"));
-            user.phones.push(ph);
-        }
-    }
-    Ok(())
+    Ok((dup_tmp, summary))
 }
