@@ -37,7 +37,7 @@ use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
-use crate::run::engine::{compression_tokens, place_in_order, Compressed};
+use crate::run::engine::{compression_tokens, finish_placing, place_in_order, Compressed};
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
 
@@ -566,7 +566,6 @@ fn second_pass(
             Ok(())
         };
         let mut user_xml = Vec::new();
-        let mut blank_mark = em.stats.blank_lines;
         let consumed = ctx.scan(map_users, |ev| {
             let (si, batch, chunks) = match ev {
                 Event::EndFile {
@@ -581,9 +580,7 @@ fn second_pass(
                     }
                     // The file's batches are merged into `em.stats` by now.
                     em.stats.blank_lines += trailing_blank;
-                    let blank = em.stats.blank_lines - blank_mark;
-                    blank_mark = em.stats.blank_lines;
-                    em.end_file(file as usize, totals, blank);
+                    em.end_file(file as usize, totals);
                     return Ok(());
                 }
                 Event::Batch {
@@ -709,12 +706,7 @@ fn second_pass(
             Some(last) => submit(last),
             None => Ok(()),
         });
-        drop(ent_tx);
-        let placed = placer_thread
-            .join()
-            .map_err(|_| Error::Invariant("zip placer panicked".into()))?;
-        consumed?;
-        placed
+        finish_placing(placer_thread, ent_tx, consumed)
     })?;
     Ok(Streamed {
         parts,

@@ -368,7 +368,6 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
         let x = setup.extract(idx, &text, em)?;
         let m = setup.mapper()?;
         let mut rdr = x.reader(x.whole());
-        let blank_start = stats.blank_lines;
         loop {
             let number = em.read + 1;
             if !rdr
@@ -417,9 +416,9 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
             }
         }
         stats.blank_lines += rdr.trailing_blank();
-        em.end_file(idx, x.line_totals(), stats.blank_lines - blank_start);
+        em.stats.merge(std::mem::take(&mut stats));
+        em.end_file(idx, x.line_totals());
     }
-    em.stats.merge(stats);
     if let Some((doc, users)) = em.last_document() {
         placer.place(compress_entry(&doc, users, level, mtime)?)?;
     }

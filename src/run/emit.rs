@@ -39,6 +39,8 @@ pub(crate) struct Emitter<'o> {
     pub(super) users_by_group: BTreeMap<String, u64>,
     pub(super) files: Vec<InputInfo>,
     pub(super) file_start: u64,
+    /// Blank lines counted in `stats` before the current input.
+    file_blank_start: u64,
     /// Records represented by another record of the same person (jobs).
     pub(crate) superseded: u64,
     /// Physical lines by outcome, per input.
@@ -63,6 +65,7 @@ impl<'o> Emitter<'o> {
             users_by_group: BTreeMap::new(),
             files: Vec::new(),
             file_start: 0,
+            file_blank_start: 0,
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
         })
@@ -208,13 +211,15 @@ impl<'o> Emitter<'o> {
     }
 
     /// Closes the accounting of one input file: `(total, header)` lines
-    /// counted from its text (see [`Extract::line_totals`]) and the blank
-    /// lines its reader skipped.
-    pub(crate) fn end_file(&mut self, idx: usize, (total, header): (u64, u64), blank: u64) {
+    /// counted from its text (see [`Extract::line_totals`]); its blank
+    /// lines are those added to `stats` since the previous input, so
+    /// callers merge the file's counters before calling this.
+    pub(crate) fn end_file(&mut self, idx: usize, (total, header): (u64, u64)) {
         let l = &mut self.lines[idx];
         l.total = total;
         l.header = header;
-        l.blank = blank;
+        l.blank = self.stats.blank_lines - self.file_blank_start;
+        self.file_blank_start = self.stats.blank_lines;
         self.files.push(InputInfo {
             path: self.inputs[idx].display().to_string(),
             records: self.read - self.file_start,

@@ -287,7 +287,6 @@ pub(crate) fn run(
                     Ok::<_, Error>(totals)
                 };
                 let input = setup.open(idx)?;
-                let blank_start = em.stats.blank_lines;
                 let totals = match setup.decode(idx, &input)?.detach() {
                     // A decoded copy (another encoding, or replaced bytes)
                     // is the whole extract: unmap the original rather than
@@ -298,20 +297,14 @@ pub(crate) fn run(
                     }
                     Err(mapped) => file(setup, em, &mapped)?,
                 };
-                let blank = em.stats.blank_lines - blank_start;
-                em.end_file(idx, totals, blank);
+                em.end_file(idx, totals);
             }
             if doc.users > 0 {
                 submit(doc)?;
             }
             Ok(())
         })();
-        drop(ent_tx);
-        let placed = placer_thread
-            .join()
-            .map_err(|_| Error::Invariant("zip placer panicked".into()))?;
-        consumed?;
-        placed
+        finish_placing(placer_thread, ent_tx, consumed)
     })
 }
 
@@ -532,6 +525,22 @@ fn consume(
         }
     }
     Ok(Arc::into_inner(xml))
+}
+
+/// Ends a run's ordered half: closes the entry channel, waits for the
+/// placer, then reports the consumer's error before the placer's result
+/// (the placer stops early only because the consumer failed).
+pub(crate) fn finish_placing(
+    placer: std::thread::ScopedJoinHandle<'_, Result<Vec<Finished>>>,
+    entries: Sender<Compressed>,
+    consumed: Result<()>,
+) -> Result<Vec<Finished>> {
+    drop(entries);
+    let placed = placer
+        .join()
+        .map_err(|_| Error::Invariant("zip placer panicked".into()))?;
+    consumed?;
+    placed
 }
 
 /// The placer thread: puts compressed documents into zip parts in
