@@ -107,7 +107,9 @@ impl<'o> Setup<'o> {
     ) -> Result<Extract<'a>> {
         let path = &self.opts.inputs[idx];
         let x = Extract::open_text(path, idx as u32, text, &self.dialect)?;
-        em.check_encoding(idx as u32, &self.dialect, text);
+        if let Some(looks) = encoding_suspect(&self.dialect, text) {
+            em.note_suspect(idx as u32, looks);
+        }
         let m = match self.mapper.take() {
             Some(m) => {
                 if m.columns() != x.columns.as_slice() {

@@ -13,8 +13,6 @@ use tempfile::NamedTempFile;
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::outdir::hidden_temp;
-use crate::read::decode::Text;
-use crate::read::source::Dialect;
 use crate::report::{Fail, InputInfo, LineCounts, MapStats, REJECT_HEADER, WARNING_HEADER};
 use crate::write::package::EntryBuilder;
 
@@ -195,17 +193,9 @@ impl<'o> Emitter<'o> {
         Ok(())
     }
 
-    /// Notes an input declared UTF-8 that holds invalid bytes: most
-    /// likely an "ANSI" export, whatever the reject rate says.
-    pub(crate) fn check_encoding(&mut self, file: u32, dialect: &Dialect, text: &Text) {
-        if let Some(looks) = encoding_suspect(dialect, text) {
-            self.suspects.push((file, looks));
-        }
-    }
-
-    /// Records an input that looks like another encoding than declared
-    /// (what [`encoding_suspect`] found), for callers that read it
-    /// elsewhere (jobs).
+    /// Records an input declared UTF-8 that looks like another encoding
+    /// (what [`super::convert::encoding_suspect`] found): most likely an "ANSI" export,
+    /// reported whatever the reject rate says.
     pub(crate) fn note_suspect(&mut self, file: u32, looks: &'static str) {
         self.suspects.push((file, looks));
     }
