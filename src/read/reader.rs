@@ -392,6 +392,21 @@ impl ShardReader<'_, '_> {
             if let Some(what) = self.record_like(&data[p..e]) {
                 return Some(format!("would take in line {line}, which {what}"));
             }
+            // A well-formed value that spans lines leaves its quote open
+            // across each middle line (an even number of quotes: its own
+            // are doubled) and closes it on the last (an odd number). A
+            // quote that "closes" on another count is the opening quote of
+            // some later field: a broken line taking in the next one.
+            if let Some(q) = d.quote {
+                let odd = memchr::memchr_iter(q, &data[p..e]).count() % 2 == 1;
+                if odd != (next >= content_end || e >= content_end) {
+                    return Some(format!(
+                        "would take in line {line}, whose quotes do not continue the value \
+                         (an {} number of them)",
+                        if odd { "odd" } else { "even" }
+                    ));
+                }
+            }
             p = next;
             line += 1;
         }
