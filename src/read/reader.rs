@@ -398,6 +398,15 @@ impl ShardReader<'_, '_> {
             // quote that "closes" on another count is the opening quote of
             // some later field: a broken line taking in the next one.
             if let Some(q) = d.quote {
+                // The value's first lone quote on a continuation line ends
+                // it; right after a delimiter it is rather the opening quote
+                // of a field of a record of its own (two broken lines
+                // pairing up).
+                if opens_field(&data[p..e], q, d.delimiter) {
+                    return Some(format!(
+                        "would take in line {line}, which starts a quoted field of its own"
+                    ));
+                }
                 let odd = memchr::memchr_iter(q, &data[p..e]).count() % 2 == 1;
                 if odd != (next >= content_end || e >= content_end) {
                     return Some(format!(
@@ -697,4 +706,19 @@ pub(super) fn line_end(data: &[u8], start: usize) -> (usize, usize) {
             (e, e + 1 + usize::from(crlf))
         }
     }
+}
+
+/// Whether the first lone quote of `line` (not one of a doubled pair)
+/// comes right after a delimiter: the opening quote of a field.
+fn opens_field(line: &[u8], quote: u8, delimiter: u8) -> bool {
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(quote, &line[i..]) {
+        let at = i + k;
+        if line.get(at + 1) == Some(&quote) {
+            i = at + 2;
+            continue;
+        }
+        return at > 0 && line[at - 1] == delimiter;
+    }
+    false
 }
