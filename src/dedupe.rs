@@ -148,6 +148,14 @@ fn slot_hash(hasher: &ahash::RandomState, s: &Slot, arena: &[u8]) -> u64 {
     key_hash(hasher, s.space, &arena[s.range(arena)])
 }
 
+/// The key a primary id is matched on across runs: compared the way Alma
+/// compares primary ids (trimmed, case-insensitively), as [`IdSet`] does.
+pub fn match_key(primary_id: &str) -> String {
+    let mut out = String::with_capacity(primary_id.len());
+    fold_into(primary_id, &mut out);
+    out
+}
+
 /// Appends `crate::map::fold(s)` to `out` without allocating for ASCII.
 fn fold_into(s: &str, out: &mut String) {
     let t = s.trim();

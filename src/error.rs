@@ -85,6 +85,15 @@ pub enum Error {
         /// Bytes free on that filesystem when the run started, when known.
         free_at_start: Option<u64>,
     },
+    /// A guard against a broken extract tripped (`--state`): nothing was
+    /// published and the state file is as it was. Exit status 4.
+    #[error("guard tripped, nothing published: {message}")]
+    Guard {
+        /// Each tripped guard with its numbers.
+        message: String,
+        /// The `guards` part of the summary, as JSON.
+        guards_json: String,
+    },
     /// The zip library failed while writing a package.
     #[error("zip error on {path}: {source}")]
     Zip {

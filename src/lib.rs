@@ -39,6 +39,7 @@ pub mod profile;
 pub mod read;
 pub mod report;
 pub mod run;
+pub mod state;
 pub mod write;
 
 pub use error::{Error, Result};

@@ -424,6 +424,87 @@ pub struct Summary {
     /// `not_utf8`, `root_element`, ...). Absent for `convert`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub repaired: BTreeMap<String, u64>,
+    /// Change detection against the state file (`--state`): `changes`,
+    /// `changes_by_field`, `guards` and `state`; absent without a state.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateReport>,
+}
+
+/// Users by how they compare with what the state file says was sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    /// Written, never sent before.
+    pub new: u64,
+    /// Written, other than last sent.
+    pub changed: u64,
+    /// Written, the same as last sent.
+    pub unchanged: u64,
+    /// Sent before, active, and not in this run's feed.
+    pub departed: u64,
+    /// Written again after they departed.
+    pub returned: u64,
+}
+
+/// One guard against a broken extract, as checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardCheck {
+    /// `population_drop`, `departed`, `group_changed`, `field_changed` or
+    /// `no_users_written`.
+    pub name: String,
+    /// The field, for `field_changed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Users concerned.
+    pub count: u64,
+    /// Out of how many.
+    pub of: u64,
+    /// `count` / `of` in percent.
+    pub percent: f64,
+    /// The limit in percent (above it the guard trips).
+    pub limit_percent: f64,
+    /// Whether the guard tripped.
+    pub tripped: bool,
+}
+
+/// The state part of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateReport {
+    /// Users by kind of change.
+    pub changes: Changes,
+    /// Changed users by element name (`last_name`, `phones`, ...).
+    pub changes_by_field: BTreeMap<String, u64>,
+    /// Every guard checked.
+    pub guards: Vec<GuardCheck>,
+    /// The state file and this run's place in it.
+    pub state: StateInfo,
+}
+
+/// The run as the state file records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateInfo {
+    /// The state file.
+    pub path: String,
+    /// This run's number in the state file.
+    pub run: i64,
+    /// `full` or `delta`.
+    pub package: String,
+    /// `ignore` or `expire`.
+    pub departed: String,
+    /// Users in the package (for a delta: new, changed, returned and
+    /// expired).
+    pub users_sent: u64,
+    /// Departed users sent once more with an expiry date.
+    pub expired: u64,
+    /// The last committed run compared against, if any.
+    pub previous_run: Option<i64>,
+    /// Active users of the last committed run.
+    pub previous_users: u64,
+    /// Whether `--accept-changes` let tripped guards through.
+    pub accepted_changes: bool,
+    /// Earlier runs published but never committed (a crash or a failed
+    /// delivery), now abandoned: their users were compared with the last
+    /// committed state, so they are sent again.
+    pub abandoned_runs: Vec<i64>,
 }
 
 /// One source of a job and its share of the records.

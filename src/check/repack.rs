@@ -253,6 +253,7 @@ fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
         zips: parts.iter().map(|p| p.info.clone()).collect(),
         job: None,
         repaired,
+        state: None,
     };
     let rejects_tmp = rejects.finish()?;
     let (published, removed_stale) = publish(

@@ -10,6 +10,8 @@ Exit status:
   0  success
   3  output written, but the reject rate exceeded --max-reject-rate
      (so a scheduler alerts; see rejects.csv)
+  4  a guard tripped (--state): nothing published, the state file
+     untouched (see the message; --accept-changes lets one run through)
   2  usage or profile error (nothing written)
   1  any other failure, or another run holds the output directory
      (the output directory is left as it was)
@@ -88,6 +90,79 @@ pub enum Command {
     /// deterministic package, with rejects.csv and summary.json.
     #[command(after_help = EXIT_CODES)]
     Repack(RepackArgs),
+    /// What the state file knows of one patron: every run that saw,
+    /// changed, sent or expired them (field names only, never values).
+    History(HistoryArgs),
+}
+
+/// `patronload history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The state file.
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+    /// Print the record last sent (XML; it holds personal data).
+    #[arg(long)]
+    pub xml: bool,
+    /// The patron's primary id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// `convert --package`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PackageArg {
+    /// Every user written.
+    Full,
+    /// New, changed and returned users, and departed ones expired.
+    Delta,
+}
+
+/// `convert --departed`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DepartedArg {
+    /// Record them as departed, send nothing.
+    Ignore,
+    /// Send the last record once more with an expiry date and a note.
+    Expire,
+}
+
+/// Memory of past runs (`convert --state` and its options); a job file's
+/// `[state]` gives the same, and a flag given here wins.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state file: what was sent, per patron (created on first use,
+    /// mode 0600; it holds personal data).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Which users the package holds (with --state). Default: full.
+    #[arg(long, value_enum)]
+    pub package: Option<PackageArg>,
+    /// What happens to patrons no longer in the feed (with --state).
+    /// Default: ignore.
+    #[arg(long, value_enum)]
+    pub departed: Option<DepartedArg>,
+    /// Days after --as-of a departed patron expires. Default: 0.
+    #[arg(long, value_name = "N")]
+    pub departed_grace_days: Option<u32>,
+    /// Note type of the departure note. Default: OTHER.
+    #[arg(long, value_name = "CODE")]
+    pub departed_note_type: Option<String>,
+    /// Let this run through tripped guards (recorded in the state file).
+    #[arg(long)]
+    pub accept_changes: bool,
+    /// Guard: users fewer than the last run, in percent. Default: 10.
+    #[arg(long, value_name = "PERCENT", value_parser = reject_rate)]
+    pub guard_population_drop: Option<f64>,
+    /// Guard: departed users, in percent. Default: 5.
+    #[arg(long, value_name = "PERCENT", value_parser = reject_rate)]
+    pub guard_departed: Option<f64>,
+    /// Guard: users whose user group changed, in percent. Default: 10.
+    #[arg(long, value_name = "PERCENT", value_parser = reject_rate)]
+    pub guard_group_changed: Option<f64>,
+    /// Guard: users with any one field changed, in percent. Default: 20.
+    #[arg(long, value_name = "PERCENT", value_parser = reject_rate)]
+    pub guard_field_changed: Option<f64>,
 }
 
 const CHECK_EXIT_CODES: &str = "\
@@ -217,4 +292,6 @@ pub struct ConvertArgs {
     /// Extract files of the profile's layout, processed in this order.
     #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }

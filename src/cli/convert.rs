@@ -38,10 +38,17 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             MmapChoice::Auto
         },
         output: output_options(&args.output.publish),
+        state: None,
     };
     let result = match (&args.job, &args.profile) {
-        (Some(job), _) => Job::load(job).and_then(|job| convert_job(&JobOptions { job, run })),
+        (Some(job), _) => Job::load(job).and_then(|job| {
+            let mut run = run;
+            run.state = super::state::options(&args.state, job.state.clone());
+            convert_job(&JobOptions { job, run })
+        }),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
+            let mut run = run;
+            run.state = super::state::options(&args.state, None);
             convert(&ConvertOptions {
                 profile_path: profile.clone(),
                 profile: p,
@@ -54,6 +61,20 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             "give --profile with inputs, or --job".into(),
         )),
     };
+    // `convert` delivers nothing itself: the state is committed as soon
+    // as the package is published.
+    let result = result.and_then(|mut outcome| {
+        if let Some(pending) = outcome.state.take() {
+            pending.commit().map_err(|e| {
+                eprintln!(
+                    "patronload: the package was published in {}, but the state file could                      not record it; the next run sends these users again",
+                    args.output.out.display()
+                );
+                e
+            })?;
+        }
+        Ok(outcome)
+    });
     match result {
         Ok(outcome) => {
             // A UTF-8 extract that is really "ANSI" loses every accented
@@ -69,6 +90,10 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Err(patronload::Error::Guard {
+            message,
+            guards_json,
+        }) => super::state::guard_tripped(&message, &guards_json, &args.output.out),
         Err(e) => {
             eprintln!("patronload: {e}");
             if e.is_usage() {
@@ -132,6 +157,9 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
             j.merged_values,
             patronload::job::DUPLICATES_FILE
         );
+    }
+    if let Some(st) = &s.state {
+        super::state::print_changes(st);
     }
     print_removed(&o.removed_stale);
     eprintln!(

@@ -5,6 +5,8 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod history;
+pub(crate) mod state;
 
 use patronload::outdir::OutputOptions;
 use std::path::PathBuf;

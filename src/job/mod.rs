@@ -37,6 +37,7 @@ use crate::run::convert::{
     check_engine, check_prefix, in_out_dir, load_dialect, ConvertOptions, Outcome,
 };
 use crate::run::options::RunOptions;
+use crate::state::{Departed, PackageKind, StateOptions};
 
 /// Name of the person-decision report in the output directory.
 pub const DUPLICATES_FILE: &str = "duplicates.csv";
@@ -71,7 +72,77 @@ pub struct JobSpec {
     pub people: PeopleSpec,
     /// The feeds, in precedence order (`[[source]]` tables).
     #[serde(rename = "source", default)]
-    pub sources: Vec<SourceSpec>,
+    pub sources: Vec<SourceSpec>,    /// Memory of past runs (`[state]`): as `convert --state` and its
+    /// flags, which win over it.
+    pub state: Option<JobState>,
+}
+
+/// `[state]` of a job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobState {
+    /// The state file, relative to the job file.
+    pub path: PathBuf,
+    /// `full` (the default) or `delta`.
+    pub package: Option<String>,
+    /// `ignore` (the default) or `expire`.
+    pub departed: Option<String>,
+    /// Days after the as-of date a departed patron expires (default 0).
+    pub grace_days: Option<u32>,
+    /// Note type of the departure note (default `OTHER`).
+    pub note_type: Option<String>,
+    /// Guard limit in percent: users fewer than the last run (10).
+    pub guard_population_drop: Option<f64>,
+    /// Guard limit in percent: departed users (5).
+    pub guard_departed: Option<f64>,
+    /// Guard limit in percent: user group changed (10).
+    pub guard_group_changed: Option<f64>,
+    /// Guard limit in percent: any one field changed (20).
+    pub guard_field_changed: Option<f64>,
+}
+
+impl JobState {
+    /// The state options, the path resolved against `base`.
+    fn options(&self, base: &Path) -> std::result::Result<StateOptions, String> {
+        let mut o = StateOptions::new(if self.path.is_absolute() {
+            self.path.clone()
+        } else {
+            base.join(&self.path)
+        });
+        o.package = match self.package.as_deref() {
+            None | Some("full") => PackageKind::Full,
+            Some("delta") => PackageKind::Delta,
+            Some(p) => return Err(format!("[state] package `{p}`: write `full` or `delta`")),
+        };
+        o.departed = match self.departed.as_deref() {
+            None | Some("ignore") => Departed::Ignore,
+            Some("expire") => Departed::Expire,
+            Some(d) => {
+                return Err(format!(
+                    "[state] departed `{d}`: write `ignore` or `expire`"
+                ))
+            }
+        };
+        o.grace_days = self.grace_days.unwrap_or(0);
+        if let Some(t) = &self.note_type {
+            o.note_type = t.clone();
+        }
+        let g = &mut o.guards;
+        for (v, slot) in [
+            (self.guard_population_drop, &mut g.population_drop_percent),
+            (self.guard_departed, &mut g.departed_percent),
+            (self.guard_group_changed, &mut g.group_changed_percent),
+            (self.guard_field_changed, &mut g.field_changed_percent),
+        ] {
+            if let Some(v) = v {
+                if !(0.0..=100.0).contains(&v) {
+                    return Err(format!("[state] guard limit {v} is not a percentage"));
+                }
+                *slot = v;
+            }
+        }
+        Ok(o)
+    }
 }
 
 /// `[output]` of a job file.
@@ -150,7 +221,8 @@ pub struct Job {
     /// The job's output prefix, if it sets one.
     pub prefix: Option<String>,
     /// The sources, in precedence order.
-    pub sources: Vec<Source>,
+    pub sources: Vec<Source>,    /// `[state]`, resolved.
+    pub state: Option<StateOptions>,
 }
 
 impl Job {
@@ -215,11 +287,18 @@ impl Job {
                 ),
             ));
         }
+        let state = spec
+            .state
+            .as_ref()
+            .map(|st| st.options(base))
+            .transpose()
+            .map_err(|m| job_err(path, m))?;
         Ok(Job {
             path: path.to_path_buf(),
             people: spec.people,
             prefix: spec.output.prefix,
             sources,
+            state,
         })
     }
 }
@@ -272,6 +351,7 @@ pub fn convert_job(opts: &JobOptions) -> Result<Outcome> {
             .collect(),
         run: RunOptions {
             prefix: Some(prefix.clone()),
+            state: opts.run.state.clone().or_else(|| job.state.clone()),
             ..opts.run.clone()
         },
     };

@@ -619,15 +619,14 @@ fn second_pass(
                             }
                             UserItem::Xml(end, g) => {
                                 users_by_source[si] += 1;
-                                em.count_written(
-                                    rec.file,
-                                    rec.last_line - rec.line + 1,
-                                    &chunk.groups[g as usize],
-                                );
-                                let doc = docs.add(&chunk.xml[prev..end]);
+                                let group = &chunk.groups[g as usize];
+                                em.count_written(rec.file, rec.last_line - rec.line + 1, group);
+                                let user = &chunk.xml[prev..end];
                                 prev = end;
-                                if let Some(doc) = doc {
-                                    submit(doc)?;
+                                if em.send(user, group)? {
+                                    if let Some(doc) = docs.add(user) {
+                                        submit(doc)?;
+                                    }
                                 }
                             }
                             UserItem::Member(mut user) => {
@@ -686,8 +685,10 @@ fn second_pass(
                                         rec.last_line - rec.line + 1,
                                         &group,
                                     );
-                                    if let Some(doc) = docs.add(&user_xml) {
-                                        submit(doc)?;
+                                    if em.send(&user_xml, &group)? {
+                                        if let Some(doc) = docs.add(&user_xml) {
+                                            submit(doc)?;
+                                        }
                                     }
                                 }
                             }
@@ -698,6 +699,15 @@ fn second_pass(
                     if let Ok(mut v) = spare_xml.lock() {
                         v.push(buf);
                     }
+                }
+            }
+            Ok(())
+        });
+        // Expired departed users (`--state`), after the feed's.
+        let consumed = consumed.and_then(|()| {
+            for user in em.departed()? {
+                if let Some(doc) = docs.add(&user) {
+                    submit(doc)?;
                 }
             }
             Ok(())

@@ -53,7 +53,7 @@ pub struct ConvertOptions {
 }
 
 /// What a finished run produced.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
     /// What `summary.json` holds.
     pub summary: Summary,
@@ -61,6 +61,10 @@ pub struct Outcome {
     pub published: Vec<PathBuf>,
     /// Old zips of the same prefix removed because this run has fewer.
     pub removed_stale: Vec<PathBuf>,
+    /// With `--state`: the published run, to be committed once the
+    /// package has gone where it goes ([`crate::state::Pending::commit`]);
+    /// until then the state file holds it as published, not sent.
+    pub state: Option<crate::state::Pending>,
 }
 
 /// Name of the reject report in the output directory.
@@ -402,7 +406,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
                     xml::write_user(&mut user_xml, &user);
                     let lines = rec.last_line - rec.line + 1;
                     if let Some((doc, users)) =
-                        em.accept(rec.file, lines, &user_xml, xml::group_of(&user))
+                        em.accept(rec.file, lines, &user_xml, xml::group_of(&user))?
                     {
                         placer.place(compress_entry(&doc, users, level, mtime)?)?;
                     }
@@ -420,6 +424,11 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
         stats.blank_lines += rdr.trailing_blank();
         em.stats.merge(std::mem::take(&mut stats));
         em.end_file(idx, x.line_totals());
+    }
+    for user_xml in em.departed()? {
+        if let Some((doc, users)) = em.add_extra(&user_xml) {
+            placer.place(compress_entry(&doc, users, level, mtime)?)?;
+        }
     }
     if let Some((doc, users)) = em.last_document() {
         placer.place(compress_entry(&doc, users, level, mtime)?)?;
@@ -458,6 +467,7 @@ pub(crate) fn finish(
         mut files,
         superseded,
         lines,
+        mut state,
         ..
     } = em;
     if read == 0 {
@@ -503,15 +513,26 @@ pub(crate) fn finish(
             "dropped fields do not match the rows of warnings.csv".into(),
         ));
     }
+    // With a state, a delta leaves unchanged users out and expired
+    // departed users come in.
+    let sent = state.as_ref().map_or(written, |t| t.users_sent());
     let zipped: u64 = parts.iter().map(|p| p.info.users).sum();
-    if zipped != written {
+    if zipped != sent {
         return Err(Error::Invariant(format!(
-            "users in zips ({zipped}) != users written ({written})"
+            "users in zips ({zipped}) != users written ({written}) and sent ({sent})"
         )));
     }
+    // The guards, before anything is published or committed.
+    let state_report = match state.as_mut() {
+        Some(t) => Some(t.report(written)?),
+        None => None,
+    };
     let rejects_tmp = rejects.finish()?;
     let mut reports = vec![(warnings.finish()?, WARNINGS_FILE)];
     reports.extend(extras.files);
+    if let Some(t) = state.as_mut() {
+        reports.push((t.changes_file()?, crate::state::CHANGES_FILE));
+    }
     let encoding_suspect = suspects
         .iter()
         .map(|&(f, looks)| EncodingSuspect {
@@ -554,6 +575,7 @@ pub(crate) fn finish(
         zips: parts.iter().map(|p| p.info.clone()).collect(),
         job: extras.job,
         repaired: BTreeMap::new(),
+        state: state_report,
     };
     let (published, removed_stale) = publish(
         &opts.run.out_dir,
@@ -563,10 +585,15 @@ pub(crate) fn finish(
         reports,
         &summary,
     )?;
+    let state = match state {
+        Some(t) => Some(t.published(&summary)?),
+        None => None,
+    };
     Ok(Outcome {
         summary,
         published,
         removed_stale,
+        state,
     })
 }
 

@@ -43,6 +43,9 @@ pub(crate) struct Emitter<'o> {
     pub(crate) superseded: u64,
     /// Physical lines by outcome, per input.
     pub(super) lines: Vec<LineCounts>,
+    /// Change detection (`--state`): classifies each user written, in
+    /// input order, and says whether it goes into the package.
+    pub(crate) state: Option<crate::state::Tracker>,
 }
 
 impl<'o> Emitter<'o> {
@@ -66,7 +69,43 @@ impl<'o> Emitter<'o> {
             file_blank_start: 0,
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
+            state: match &opts.run.state {
+                Some(s) => Some(crate::state::Tracker::open(
+                    s,
+                    &opts.run.out_dir,
+                    opts.run.as_of,
+                    &opts.profile,
+                    &opts.profile_path,
+                    opts.run.output.wait,
+                )?),
+                None => None,
+            },
         })
+    }
+
+    /// Whether a user just counted written goes into the package: always
+    /// without a state; with one, classified against it (a delta leaves
+    /// unchanged users out). Called in input order, before compression.
+    pub(crate) fn send(&mut self, user_xml: &[u8], group: &str) -> Result<bool> {
+        match self.state.as_mut() {
+            Some(t) => t.classify(user_xml, group),
+            None => Ok(true),
+        }
+    }
+
+    /// After the last input: the records that expire departed users
+    /// (`--departed expire`), to be placed after the feed's users.
+    pub(crate) fn departed(&mut self) -> Result<Vec<Vec<u8>>> {
+        match self.state.as_mut() {
+            Some(t) => t.departed(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Adds a user that is not one of the feed's (an expired departed
+    /// user) to the document being filled.
+    pub(crate) fn add_extra(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
+        self.builder.add(user_xml)
     }
 
     /// Numbers the next record.
@@ -96,16 +135,19 @@ impl<'o> Emitter<'o> {
 
     /// Accepts a user whose identifiers were claimed, from `lines`
     /// physical lines of input `file`; returns a full XML document when
-    /// this user completed one.
+    /// this user completed one (never for a user a delta leaves out).
     pub(crate) fn accept(
         &mut self,
         file: u32,
         lines: u64,
         user_xml: &[u8],
         group: &str,
-    ) -> Option<(Vec<u8>, u64)> {
+    ) -> Result<Option<(Vec<u8>, u64)>> {
         self.count_written(file, lines, group);
-        self.builder.add(user_xml)
+        if !self.send(user_xml, group)? {
+            return Ok(None);
+        }
+        Ok(self.builder.add(user_xml))
     }
 
     /// Counts a user written, for callers that assemble documents

@@ -299,6 +299,28 @@ pub(crate) fn run(
                 };
                 em.end_file(idx, totals);
             }
+            // Expired departed users, after the feed's.
+            let departed = em.departed()?;
+            if !departed.is_empty() {
+                let ends: Vec<usize> = departed
+                    .iter()
+                    .scan(0, |end, x| {
+                        *end += x.len();
+                        Some(*end)
+                    })
+                    .collect();
+                let buf = Arc::new(departed.concat());
+                let mut docs = Documents {
+                    doc: &mut doc,
+                    per_file,
+                    submit: &mut submit,
+                };
+                let mut start = 0;
+                for end in ends {
+                    docs.push(&buf, start..end)?;
+                    start = end;
+                }
+            }
             if doc.users > 0 {
                 submit(doc)?;
             }
@@ -462,6 +484,19 @@ struct Documents<'d, F> {
     submit: &'d mut F,
 }
 
+impl<F: FnMut(Doc) -> Result<()>> Documents<'_, F> {
+    /// Adds a user (a range of a shard buffer) to the document, handing
+    /// it to `submit` when full.
+    fn push(&mut self, buf: &Arc<Vec<u8>>, r: Range<usize>) -> Result<()> {
+        self.doc.push(buf, r);
+        self.doc.users += 1;
+        if self.doc.users == self.per_file {
+            (self.submit)(std::mem::take(self.doc))?;
+        }
+        Ok(())
+    }
+}
+
 /// Takes one shard's records in order: numbers, claims, rejects, users.
 /// Returns the shard's XML buffer for reuse when no document holds a
 /// piece of it.
@@ -498,11 +533,10 @@ fn consume(
                 let values = ids.iter().map(|&(t, a, b, p)| (t, &text[a..b], p));
                 match em.claim(values, owner) {
                     Ok(()) => {
-                        em.count_written(out.file, lines, &out.groups.names[group as usize]);
-                        docs.doc.push(&xml, prev_end..xml_end);
-                        docs.doc.users += 1;
-                        if docs.doc.users == docs.per_file {
-                            (docs.submit)(std::mem::take(docs.doc))?;
+                        let group = &out.groups.names[group as usize];
+                        em.count_written(out.file, lines, group);
+                        if em.send(&xml[prev_end..xml_end], group)? {
+                            docs.push(&xml, prev_end..xml_end)?;
                         }
                     }
                     Err(fail) => {

@@ -68,4 +68,7 @@ pub struct RunOptions {
     pub mmap: MmapChoice,
     /// Locking and file modes of the output directory.
     pub output: OutputOptions,
+    /// Change detection against a state file (`--state`); `None` runs
+    /// without memory of past runs.
+    pub state: Option<crate::state::StateOptions>,
 }
