@@ -24,11 +24,7 @@ pub(crate) fn run_history(args: HistoryArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            eprintln!(
-                "patronload: {} is not in {}",
-                args.id,
-                args.state.display()
-            );
+            eprintln!("patronload: {} is not in {}", args.id, args.state.display());
             ExitCode::from(1)
         }
         Err(e) => {

@@ -72,7 +72,8 @@ pub struct JobSpec {
     pub people: PeopleSpec,
     /// The feeds, in precedence order (`[[source]]` tables).
     #[serde(rename = "source", default)]
-    pub sources: Vec<SourceSpec>,    /// Memory of past runs (`[state]`): as `convert --state` and its
+    pub sources: Vec<SourceSpec>,
+    /// Memory of past runs (`[state]`): as `convert --state` and its
     /// flags, which win over it.
     pub state: Option<JobState>,
 }
@@ -221,7 +222,8 @@ pub struct Job {
     /// The job's output prefix, if it sets one.
     pub prefix: Option<String>,
     /// The sources, in precedence order.
-    pub sources: Vec<Source>,    /// `[state]`, resolved.
+    pub sources: Vec<Source>,
+    /// `[state]`, resolved.
     pub state: Option<StateOptions>,
 }
 

@@ -148,7 +148,14 @@ mod tests {
         let names: Vec<&str> = parts(&b).iter().map(|p| p.0).collect();
         assert_eq!(
             names,
-            ["primary_id", "last_name", "user_group", "emails", "phones", "pref_first_name"]
+            [
+                "primary_id",
+                "last_name",
+                "user_group",
+                "emails",
+                "phones",
+                "pref_first_name"
+            ]
         );
     }
 }

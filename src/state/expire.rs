@@ -123,7 +123,11 @@ pub(crate) fn expire(
         })
     };
     let group = field(&lines, "user_group");
-    set_field(&mut lines, "expiry_date", &expiry.format("%Y-%m-%d").to_string());
+    set_field(
+        &mut lines,
+        "expiry_date",
+        &expiry.format("%Y-%m-%d").to_string(),
+    );
     let purge = purge.apply(group.as_deref(), as_of, expiry).or_else(|| {
         // Without a rule, an earlier purge date would purge before expiry.
         let old = field(&lines, "purge_date")?;
@@ -135,7 +139,10 @@ pub(crate) fn expire(
     }
     let note = vec![
         "      <user_note segment_type=\"External\">".to_string(),
-        format!("        <note_type>{}</note_type>", partial_escape(note_type)),
+        format!(
+            "        <note_type>{}</note_type>",
+            partial_escape(note_type)
+        ),
         format!(
             "        <note_text>Not in the SIS feed since {}</note_text>",
             as_of.format("%Y-%m-%d")
@@ -192,10 +199,18 @@ mod tests {
             default: Some(DateRule::parse("expiry_date+180d").unwrap()),
             by_group: vec![("UG".into(), DateRule::parse("expiry_date+1y").unwrap())],
         };
-        let got = expire(&xml(&before), d("2026-12-04"), d("2026-12-11"), &rule, "OTHER");
+        let got = expire(
+            &xml(&before),
+            d("2026-12-04"),
+            d("2026-12-11"),
+            &rule,
+            "OTHER",
+        );
         let mut after = before.clone();
         after.fields[3].1 = "2026-12-11".into();
-        after.fields.insert(4, (UserField::PurgeDate, "2027-12-11".into()));
+        after
+            .fields
+            .insert(4, (UserField::PurgeDate, "2027-12-11".into()));
         after.notes.push(Note {
             note_type: "OTHER".into(),
             text: "Not in the SIS feed since 2026-12-04".into(),

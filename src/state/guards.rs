@@ -124,7 +124,10 @@ pub(crate) fn describe(checks: &[GuardCheck]) -> String {
             ("no_users_written", _) => "no_users_written: the run wrote no users".to_string(),
             (name, field) => format!(
                 "{name}{}: {} of {} users ({:.1} %), limit {} %",
-                field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+                field
+                    .as_ref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default(),
                 g.count,
                 g.of,
                 g.percent,

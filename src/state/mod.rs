@@ -19,9 +19,9 @@
 //! last committed state (so those users are sent again) and marks it
 //! `abandoned`.
 
-pub mod guards;
 mod diff;
 mod expire;
+pub mod guards;
 mod schema;
 
 use std::collections::BTreeMap;
@@ -416,7 +416,8 @@ fn load_prev(path: &Path) -> Result<Prev> {
                 i
             }
         };
-        prev.index.insert(key.into_boxed_str(), prev.hash.len() as u32);
+        prev.index
+            .insert(key.into_boxed_str(), prev.hash.len() as u32);
         prev.hash.push(h);
         prev.group.push(gi);
         prev.departed.push(departed);
@@ -624,9 +625,11 @@ impl Tracker {
         let (conn, codec) = if exists {
             let conn = open_db(path)?;
             let dict: Vec<u8> = conn
-                .query_row("SELECT value FROM meta WHERE name = 'dictionary'", [], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT value FROM meta WHERE name = 'dictionary'",
+                    [],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(|e| db_err(path, e))?
                 .ok_or_else(|| {
@@ -842,13 +845,8 @@ impl Tracker {
                 Departed::Ignore => None,
                 Departed::Expire => {
                     let old = String::from_utf8_lossy(&old);
-                    let x = expire::expire(
-                        &old,
-                        self.as_of,
-                        expiry,
-                        &self.purge,
-                        &self.opts.note_type,
-                    );
+                    let x =
+                        expire::expire(&old, self.as_of, expiry, &self.purge, &self.opts.note_type);
                     Some(x.into_bytes())
                 }
             };
@@ -905,14 +903,13 @@ impl Tracker {
                 expired: self.expired,
                 previous_run: self.prev.last_run,
                 previous_users: self.prev.active,
-                accepted_changes: self.opts.accept_changes
-                    && checks.iter().any(|g| g.tripped),
+                accepted_changes: self.opts.accept_changes && checks.iter().any(|g| g.tripped),
                 abandoned_runs: self.prev.abandoned.clone(),
             },
         };
         if checks.iter().any(|g| g.tripped) && !self.opts.accept_changes {
-            let json = serde_json::to_string_pretty(&GuardsOut { guards: &checks })
-                .unwrap_or_default();
+            let json =
+                serde_json::to_string_pretty(&GuardsOut { guards: &checks }).unwrap_or_default();
             return Err(Error::Guard {
                 message: guards::describe(&checks),
                 guards_json: json,
@@ -1178,9 +1175,11 @@ pub fn history(path: &Path, primary_id: &str) -> Result<Option<History>> {
         return Ok(None);
     };
     let dict: Vec<u8> = conn
-        .query_row("SELECT value FROM meta WHERE name = 'dictionary'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'dictionary'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(err)?;
     let xml = Codec { dict }.decompress(&z)?;
     let mut st = conn

@@ -104,12 +104,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, 1);
-        c.execute("INSERT INTO events (run, key, kind) VALUES (1, 's1', 'new')", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO events (run, key, kind) VALUES (1, 's1', 'new')",
+            [],
+        )
+        .unwrap();
         let accepted: i64 = c
-            .query_row("SELECT count(*) FROM runs WHERE accepted_changes = 0", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM runs WHERE accepted_changes = 0",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(accepted, 0);
     }
