@@ -65,12 +65,12 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     // as the package is published.
     let result = result.and_then(|mut outcome| {
         if let Some(pending) = outcome.state.take() {
-            pending.commit().map_err(|e| {
+            pending.commit().inspect_err(|_| {
                 eprintln!(
-                    "patronload: the package was published in {}, but the state file could                      not record it; the next run sends these users again",
+                    "patronload: the package was published in {}, but the state file could \
+                     not record it; the next run sends these users again",
                     args.output.out.display()
                 );
-                e
             })?;
         }
         Ok(outcome)
