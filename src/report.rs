@@ -331,6 +331,12 @@ pub struct InputInfo {
     /// `repack`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines_read: Option<LineCounts>,
+    /// Size in bytes (`convert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// SHA-256 of the file, lower-case hex (`convert`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Physical lines of the input by outcome. Every line is exactly one of
@@ -375,6 +381,14 @@ impl LineCounts {
 /// count, maps sorted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// The patronload version that wrote it.
+    pub tool_version: String,
+    /// SHA-256 of the profile (`convert --profile`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_sha256: Option<String>,
+    /// SHA-256 of the job file (`convert --job`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_sha256: Option<String>,
     /// The `--as-of` date every date rule used.
     pub as_of: String,
     /// The inputs in processing order.

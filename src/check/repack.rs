@@ -73,6 +73,8 @@ impl Visitor for Writer {
                 path: s.file.clone(),
                 records: 0,
                 lines_read: None,
+                size: None,
+                sha256: None,
             });
         }
         Ok(())
@@ -219,6 +221,8 @@ fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
                     path: shown,
                     records: 0,
                     lines_read: None,
+                    size: None,
+                    sha256: None,
                 },
             );
         }
@@ -231,6 +235,9 @@ fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
         .map(|(c, n)| (c.clone(), *n))
         .collect();
     let summary = Summary {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        profile_sha256: None,
+        job_sha256: None,
         as_of: opts.run.as_of.format("%Y-%m-%d").to_string(),
         inputs,
         records_read: read,

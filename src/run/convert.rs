@@ -468,8 +468,19 @@ pub(crate) fn finish(
         superseded,
         lines,
         mut state,
+        file_hashes,
         ..
     } = em;
+    let mut hashes = file_hashes
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let config_sha256 = hashes.pop().flatten().map(|(_, h)| h);
+    for (info, h) in files.iter_mut().zip(hashes) {
+        if let Some((size, sha)) = h {
+            info.size = Some(size);
+            info.sha256 = Some(sha);
+        }
+    }
     if read == 0 {
         return Err(Error::Input {
             path: opts.inputs[0].clone(),
@@ -544,7 +555,11 @@ pub(crate) fn finish(
         .collect();
 
     let rate = rejected as f64 * 100.0 / read as f64;
+    let is_job = extras.job.is_some();
     let summary = Summary {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        profile_sha256: config_sha256.clone().filter(|_| !is_job),
+        job_sha256: config_sha256.filter(|_| is_job),
         as_of: opts.run.as_of.format("%Y-%m-%d").to_string(),
         inputs: files,
         records_read: read,

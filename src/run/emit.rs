@@ -43,6 +43,9 @@ pub(crate) struct Emitter<'o> {
     pub(crate) superseded: u64,
     /// Physical lines by outcome, per input.
     pub(super) lines: Vec<LineCounts>,
+    /// Size and SHA-256 of each input, then of the profile (or job) file,
+    /// hashed on a thread of its own while the run reads them.
+    pub(crate) file_hashes: Option<std::thread::JoinHandle<Vec<Option<(u64, String)>>>>,
     /// Change detection (`--state`): classifies each user written, in
     /// input order, and says whether it goes into the package.
     pub(crate) state: Option<crate::state::Tracker>,
@@ -69,13 +72,29 @@ impl<'o> Emitter<'o> {
             file_blank_start: 0,
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
+            file_hashes: {
+                let files: Vec<PathBuf> = opts
+                    .inputs
+                    .iter()
+                    .chain(std::iter::once(&opts.profile_path))
+                    .cloned()
+                    .collect();
+                Some(std::thread::spawn(move || {
+                    files
+                        .iter()
+                        .map(|p| {
+                            let mut f = File::open(p).ok()?;
+                            crate::write::package::hash_file(&mut f).ok()
+                        })
+                        .collect()
+                }))
+            },
             state: match &opts.run.state {
                 Some(s) => Some(crate::state::Tracker::open(
                     s,
                     &opts.run.out_dir,
                     opts.run.as_of,
                     &opts.profile,
-                    &opts.profile_path,
                     opts.run.output.wait,
                 )?),
                 None => None,
@@ -181,6 +200,9 @@ impl<'o> Emitter<'o> {
         fail: &Fail,
     ) -> Result<()> {
         self.lines[file as usize].rejected += last_line.saturating_sub(line) + 1;
+        if let Some(t) = self.state.as_mut() {
+            t.keep(primary_id)?;
+        }
         let path = self.inputs[file as usize].display().to_string();
         // A broken record's "id" may be a swallowed paragraph: keep the
         // report readable.
@@ -256,6 +278,8 @@ impl<'o> Emitter<'o> {
             path: self.inputs[idx].display().to_string(),
             records: self.read - self.file_start,
             lines_read: None,
+            size: None,
+            sha256: None,
         });
         self.file_start = self.read;
     }

@@ -564,7 +564,6 @@ const BATCH: usize = 512;
 pub(crate) struct Tracker {
     opts: StateOptions,
     as_of: NaiveDate,
-    config_sha256: String,
     _lock: StateLock,
     loader: Option<JoinHandle<Result<Prev>>>,
     prev: Prev,
@@ -589,14 +588,12 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     /// Locks the state file and starts loading it; `out_dir` is where
-    /// `changes.csv` is staged. `config` is the profile or job file,
-    /// hashed for the run row.
+    /// `changes.csv` is staged.
     pub(crate) fn open(
         opts: &StateOptions,
         out_dir: &Path,
         as_of: NaiveDate,
         profile: &crate::profile::Profile,
-        config: &Path,
         wait: bool,
     ) -> Result<Tracker> {
         let path = &opts.path;
@@ -658,17 +655,9 @@ impl Tracker {
         changes_csv
             .write_record(["primary_id", "kind", "fields"])
             .map_err(|e| Error::io(CHANGES_FILE, e.into()))?;
-        let config_sha256 = std::fs::read(config)
-            .map(|b| {
-                use sha2::Digest;
-                let d = sha2::Sha256::digest(&b);
-                d.iter().map(|b| format!("{b:02x}")).collect()
-            })
-            .unwrap_or_default();
         Ok(Tracker {
             opts: opts.clone(),
             as_of,
-            config_sha256,
             _lock: lock,
             loader,
             prev: Prev {
@@ -816,6 +805,21 @@ impl Tracker {
         Ok(send)
     }
 
+    /// A rejected record: its patron is still in the feed, so not
+    /// departed (a typo in one field must not expire anyone). Matched on
+    /// the primary id the reject reports; nothing is sent or recorded.
+    pub(crate) fn keep(&mut self, primary_id: &str) -> Result<()> {
+        if primary_id.is_empty() {
+            return Ok(());
+        }
+        self.loaded()?;
+        let key = crate::dedupe::match_key(primary_id);
+        if let Some(&i) = self.prev.index.get(key.as_str()) {
+            self.seen[i as usize] = true;
+        }
+        Ok(())
+    }
+
     /// Ends the feed: the users of the state this run did not see are
     /// departed; returns the records that expire them (with `--departed
     /// expire`), in match-key order, to be placed after the feed's users.
@@ -955,7 +959,14 @@ impl Tracker {
             &summary
                 .inputs
                 .iter()
-                .map(|i| serde_json::json!({"path": i.path, "records": i.records}))
+                .map(|i| {
+                    serde_json::json!({
+                        "path": i.path,
+                        "records": i.records,
+                        "size": i.size,
+                        "sha256": i.sha256,
+                    })
+                })
                 .collect::<Vec<_>>(),
         )
         .unwrap_or_default();
@@ -986,7 +997,12 @@ impl Tracker {
                 chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 self.opts.package.name(),
                 inputs,
-                self.config_sha256,
+                summary
+                    .profile_sha256
+                    .as_ref()
+                    .or(summary.job_sha256.as_ref())
+                    .cloned()
+                    .unwrap_or_default(),
                 counts,
                 packages,
                 report.state.accepted_changes,
@@ -1252,12 +1268,10 @@ mod tests {
 
     #[test]
     fn the_hash_is_stable() {
-        // xxh3-128 of a fixed input: a changed hash would make every
-        // stored user look changed.
-        assert_eq!(
-            hash(b"patronload"),
-            xxhash_rust::xxh3::xxh3_128(b"patronload")
-        );
+        // XXH3-128 of the empty input with seed 0, from the reference
+        // implementation: a changed hash would make every stored user
+        // look changed.
+        assert_eq!(hash(b""), 0x99aa06d3014798d86001c324468d497f);
         assert_ne!(hash(b"a"), hash(b"b"));
     }
 }

@@ -526,7 +526,7 @@ impl Drop for Placer {
 }
 
 /// Size and SHA-256 (lower-case hex) of a file, read from its start.
-fn hash_file(f: &mut File) -> std::io::Result<(u64, String)> {
+pub(crate) fn hash_file(f: &mut File) -> std::io::Result<(u64, String)> {
     f.seek(SeekFrom::Start(0))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
