@@ -518,3 +518,61 @@ fn a_job_remembers_through_its_state_table() {
     assert_eq!(s["changes"]["unchanged"].as_u64().unwrap(), written);
     assert_eq!(user_count(&t.path().join("b")), 0);
 }
+
+#[test]
+fn a_rejected_record_does_not_expire_its_patron() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let base = dir.join("n1.csv");
+    generate(
+        &GenOptions {
+            rows: 200,
+            seed: 41,
+            dup_rate: 0.0,
+            bad_rate: 0.0,
+        },
+        BufWriter::new(File::create(&base).unwrap()),
+        std::io::sink(),
+    )
+    .unwrap();
+    let n1 = night(dir, "out1", &base, "2026-12-01", &[]);
+    assert_status(&n1.output, 0);
+    // One patron's record now has an unreadable expiry date: rejected.
+    let mut x = Extract::read(&base);
+    let exp = x.col("EXPIRY_DATE");
+    let who = x.id(&x.rows[5]);
+    let v: Vec<String> = x.rows[5]
+        .iter()
+        .enumerate()
+        .map(|(j, f)| {
+            if j == exp {
+                "31/31/2027".into()
+            } else {
+                f.into()
+            }
+        })
+        .collect();
+    x.rows[5] = csv::StringRecord::from(v);
+    let in2 = dir.join("n2.csv");
+    x.write(&in2);
+    let n2 = night(
+        dir,
+        "out2",
+        &in2,
+        "2026-12-02",
+        &[
+            "--package",
+            "delta",
+            "--departed",
+            "expire",
+            "--max-reject-rate",
+            "50",
+        ],
+    );
+    assert_status(&n2.output, 0);
+    let s = summary(&n2.out);
+    assert_eq!(s["rejected"], 1);
+    assert_eq!(rejects(&n2.out)[0]["primary_id"].to_uppercase(), who);
+    assert_eq!(s["changes"]["departed"], 0);
+    assert!(users(&n2.out).is_empty());
+}
