@@ -18,6 +18,10 @@ use crate::write::package::EntryBuilder;
 
 use super::convert::*;
 
+/// The thread hashing the run's files: (size, SHA-256) of each, `None`
+/// for one it could not read.
+pub(crate) type FileHashes = std::thread::JoinHandle<Vec<Option<(u64, String)>>>;
+
 /// The ordered half of a run: record numbers, identifier claims, the
 /// reject report, counters, and cutting users into XML documents.
 pub(crate) struct Emitter<'o> {
@@ -45,7 +49,7 @@ pub(crate) struct Emitter<'o> {
     pub(super) lines: Vec<LineCounts>,
     /// Size and SHA-256 of each input, then of the profile (or job) file,
     /// hashed on a thread of its own while the run reads them.
-    pub(crate) file_hashes: Option<std::thread::JoinHandle<Vec<Option<(u64, String)>>>>,
+    pub(crate) file_hashes: Option<FileHashes>,
     /// Change detection (`--state`): classifies each user written, in
     /// input order, and says whether it goes into the package.
     pub(crate) state: Option<crate::state::Tracker>,
