@@ -472,17 +472,27 @@ fn spawn_sink(dir: &Path, codec: std::sync::Arc<Codec>) -> Result<(Sender<Vec<Re
     let handle = std::thread::Builder::new()
         .name("patronload-state".into())
         .spawn(move || {
+            use rayon::prelude::*;
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            let mut c = flate2::Compress::new(flate2::Compression::new(6), false);
-            let mut z = Vec::new();
             let mut n = 0u64;
             let io = |e| Error::io(&dir, e);
             for batch in rx {
-                for r in batch {
-                    match &r.xml {
-                        Some(x) => codec.compress(&mut c, x, &mut z)?,
-                        None => z.clear(),
-                    }
+                // A first run compresses every user: on rayon's threads,
+                // in batch order, so it keeps pace with the run.
+                let zs = batch
+                    .par_iter()
+                    .map_init(
+                        || flate2::Compress::new(flate2::Compression::new(6), false),
+                        |c, r| {
+                            let mut z = Vec::new();
+                            if let Some(x) = &r.xml {
+                                codec.compress(c, x, &mut z)?;
+                            }
+                            Ok(z)
+                        },
+                    )
+                    .collect::<Result<Vec<Vec<u8>>>>()?;
+                for (r, z) in batch.into_iter().zip(zs) {
                     w.write_all(&[r.kind.code(), u8::from(r.xml.is_some())])
                         .map_err(io)?;
                     w.write_all(&r.hash.to_le_bytes()).map_err(io)?;
