@@ -116,6 +116,11 @@ impl<'o> Emitter<'o> {
         }
     }
 
+    /// Whether the package is a delta (most users left out).
+    pub(crate) fn is_delta(&self) -> bool {
+        self.state.as_ref().is_some_and(|t| t.is_delta())
+    }
+
     /// After the last input: the records that expire departed users
     /// (`--departed expire`), to be placed after the feed's users.
     pub(crate) fn departed(&mut self) -> Result<Vec<Vec<u8>>> {

@@ -462,6 +462,8 @@ fn presize(em: &mut Emitter, out: &ShardOut, first: Shard, len: usize) {
 struct Doc {
     parts: Vec<(Arc<Vec<u8>>, Range<usize>)>,
     users: u64,
+    /// The last part is this document's own copy buffer.
+    owned_last: bool,
 }
 
 impl Doc {
@@ -473,6 +475,24 @@ impl Doc {
             }
         }
         self.parts.push((Arc::clone(buf), r));
+        self.owned_last = false;
+    }
+
+    /// Adds a copy of `bytes`: for a sparse document (a delta), whose
+    /// users would otherwise hold every shard buffer of the run alive
+    /// until the document fills.
+    fn copy(&mut self, bytes: &[u8]) {
+        if self.owned_last {
+            if let Some((last, lr)) = self.parts.last_mut() {
+                if let Some(v) = Arc::get_mut(last) {
+                    v.extend_from_slice(bytes);
+                    lr.end = v.len();
+                    return;
+                }
+            }
+        }
+        self.parts.push((Arc::new(bytes.to_vec()), 0..bytes.len()));
+        self.owned_last = true;
     }
 }
 
@@ -495,6 +515,17 @@ impl<F: FnMut(Doc) -> Result<()>> Documents<'_, F> {
         }
         Ok(())
     }
+
+    /// Adds a copy of a user (see [`Doc::copy`]), handing the document to
+    /// `submit` when full.
+    fn copy(&mut self, bytes: &[u8]) -> Result<()> {
+        self.doc.copy(bytes);
+        self.doc.users += 1;
+        if self.doc.users == self.per_file {
+            (self.submit)(std::mem::take(self.doc))?;
+        }
+        Ok(())
+    }
 }
 
 /// Takes one shard's records in order: numbers, claims, rejects, users.
@@ -506,6 +537,7 @@ fn consume(
     docs: &mut Documents<'_, impl FnMut(Doc) -> Result<()>>,
 ) -> Result<Option<Vec<u8>>> {
     em.stats.merge(std::mem::take(&mut out.stats));
+    let sparse = em.is_delta();
     let xml = Arc::new(std::mem::take(&mut out.xml));
     let (mut prev_end, mut prev_ids) = (0, 0);
     let mut warnings = std::mem::take(&mut out.warnings).into_iter().peekable();
@@ -536,7 +568,11 @@ fn consume(
                         let group = &out.groups.names[group as usize];
                         em.count_written(out.file, lines, group);
                         if em.send(&xml[prev_end..xml_end], group)? {
-                            docs.push(&xml, prev_end..xml_end)?;
+                            if sparse {
+                                docs.copy(&xml[prev_end..xml_end])?;
+                            } else {
+                                docs.push(&xml, prev_end..xml_end)?;
+                            }
                         }
                     }
                     Err(fail) => {

@@ -883,6 +883,11 @@ impl Tracker {
         Ok(out)
     }
 
+    /// Whether the package is a delta.
+    pub(crate) fn is_delta(&self) -> bool {
+        self.opts.package == PackageKind::Delta
+    }
+
     /// Users in the package: the feed's sent ones and the expired.
     pub(crate) fn users_sent(&self) -> u64 {
         self.sent + self.expired
