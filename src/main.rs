@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli::convert::run_convert(args),
         Command::Check(args) => cli::check::run_check(args),
         Command::Repack(args) => cli::check::run_repack(args),
+        Command::Deliver(args) => cli::deliver::run_deliver(args),
+        Command::Run(args) => cli::run::run_run(args),
     }
 }
 

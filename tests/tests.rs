@@ -31,3 +31,6 @@ mod chars;
 // Every input line accounted for: random faulty extracts against an
 // independent model of the reader (issue 11).
 mod differential;
+// Issue 15: delivery over SFTP to a real sshd on loopback, and notifications.
+mod deliver;
+mod sshd;

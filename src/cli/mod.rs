@@ -5,6 +5,8 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod deliver;
+pub(crate) mod run;
 
 use patronload::outdir::OutputOptions;
 use std::path::PathBuf;

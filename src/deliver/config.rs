@@ -121,9 +121,11 @@ impl Target {
         }
         match (&self.host_key, &self.known_hosts) {
             (None, None) => {
-                return Err("give host_key (SHA256:... from ssh-keygen -lf) and/or known_hosts: \
+                return Err(
+                    "give host_key (SHA256:... from ssh-keygen -lf) and/or known_hosts: \
                             an unverified server is never used"
-                    .into())
+                        .into(),
+                )
             }
             (Some(k), _) if !k.starts_with("SHA256:") || k.len() <= "SHA256:".len() => {
                 return Err(format!(

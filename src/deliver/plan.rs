@@ -147,7 +147,10 @@ pub fn run_id(as_of: &str, zips: &[LocalZip]) -> String {
 
 /// `NNN` of a local `<prefix>_NNN.zip`.
 pub fn local_number<'a>(prefix: &str, name: &'a str) -> Option<&'a str> {
-    let num = name.strip_prefix(prefix)?.strip_prefix('_')?.strip_suffix(".zip")?;
+    let num = name
+        .strip_prefix(prefix)?
+        .strip_prefix('_')?
+        .strip_suffix(".zip")?;
     (num.len() == 3 && num.bytes().all(|b| b.is_ascii_digit())).then_some(num)
 }
 
@@ -180,7 +183,10 @@ fn own<'a>(prefix: &str, name: &'a str) -> Option<Own<'a>> {
 
 /// The run id of a final name `<prefix>_<YYYYMMDD>_<8 hex>_NNN.zip`.
 fn is_final<'a>(prefix: &str, name: &'a str) -> Option<&'a str> {
-    let rest = name.strip_prefix(prefix)?.strip_prefix('_')?.strip_suffix(".zip")?;
+    let rest = name
+        .strip_prefix(prefix)?
+        .strip_prefix('_')?
+        .strip_suffix(".zip")?;
     let (run, num) = rest.rsplit_once('_')?;
     let (date, hash) = run.split_once('_')?;
     let ok = num.len() == 3
@@ -372,7 +378,10 @@ mod tests {
         let full = plan(&input(&z, &run, false), &listing).unwrap();
         assert_eq!(full.remove_stale, ["pl_20261203_0123abcd_001.zip"]);
         assert!(full.keep_stale.is_empty());
-        assert_eq!(full.remove_handled, ["pl_20261001_0123abcd_001.zip.handled"]);
+        assert_eq!(
+            full.remove_handled,
+            ["pl_20261001_0123abcd_001.zip.handled"]
+        );
         assert_eq!(full.remove_temps, [".pl_20261203_0123abcd_002.zip.part"]);
         assert_eq!(
             full.foreign,

@@ -128,10 +128,8 @@ impl client::Handler for Checker {
         server: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = server else {
-            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((
-                "a host certificate".into(),
-                Some("a plain host key".into()),
-            ));
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(("a host certificate".into(), Some("a plain host key".into())));
             return Ok(false);
         };
         let verdict = self.verdict(key);
@@ -348,9 +346,7 @@ impl Remote for SftpRemote {
                 if n == 0 {
                     break;
                 }
-                f.write_all(&buf[..n])
-                    .await
-                    .map_err(|e| io_err(&what, e))?;
+                f.write_all(&buf[..n]).await.map_err(|e| io_err(&what, e))?;
                 total += n as u64;
             }
             // flush waits for every write's acknowledgement and fsyncs
