@@ -33,4 +33,5 @@ mod chars;
 mod differential;
 // Issue 15: delivery over SFTP to a real sshd on loopback, and notifications.
 mod deliver;
+mod notify;
 mod sshd;
