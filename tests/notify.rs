@@ -254,3 +254,89 @@ fn run_converts_delivers_and_notifies() {
     assert!(text.contains("NOT delivered"), "{text}");
     assert!(!s.files().keys().any(|k| k.contains("20261125")));
 }
+
+/// `run --job` with `[delivery.NAME]` in the job file itself (no
+/// `--config`): the job loader accepts the tables, delivery reads them.
+#[test]
+fn run_job_reads_delivery_from_the_job_file() {
+    if !crate::sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ex = root().join("examples/job");
+    let job = tmp.path().join("job.toml");
+    let text = std::fs::read_to_string(ex.join("job.toml"))
+        .unwrap()
+        .replace(
+            "\"../students.toml\"",
+            &format!("\"{}/../students.toml\"", ex.display()),
+        )
+        .replace(
+            "\"employees.toml\"",
+            &format!("\"{}/employees.toml\"", ex.display()),
+        )
+        .replace(
+            "[\"students.csv\"]",
+            &format!("[\"{}/students.csv\"]", ex.display()),
+        )
+        .replace(
+            "[\"employees.csv\"]",
+            &format!("[\"{}/employees.csv\"]", ex.display()),
+        );
+    std::fs::write(
+        &job,
+        format!(
+            "{text}\n[delivery.prod]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\n\
+             key_file = \"{}\"\nhost_key = \"{}\"\nremote_dir = \"{}\"\n",
+            s.port,
+            s.client_key.display(),
+            s.fingerprint(),
+            s.remote.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    // convert --job still takes the file (the delivery tables are not
+    // its business).
+    let conv = patronload()
+        .args(["convert", "--job"])
+        .arg(&job)
+        .arg("--out")
+        .arg(tmp.path().join("plain"))
+        .args(["--as-of", "2026-11-24", "--max-reject-rate", "100"])
+        .output()
+        .unwrap();
+    assert_status(&conv, 0);
+    let run = patronload()
+        .args(["run", "--job"])
+        .arg(&job)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--as-of",
+            "2026-11-24",
+            "--max-reject-rate",
+            "100",
+            "--target",
+            "prod",
+        ])
+        .output()
+        .unwrap();
+    assert_status(&run, 0);
+    let names: Vec<String> = s.files().into_keys().collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("example_users_20261124_"), "{names:?}");
+    // An unknown target: usage error before anything is converted.
+    let bad = patronload()
+        .args(["run", "--job"])
+        .arg(&job)
+        .arg("--out")
+        .arg(tmp.path().join("never"))
+        .args(["--target", "staging"])
+        .output()
+        .unwrap();
+    assert_status(&bad, 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("targets: prod"));
+    assert!(!tmp.path().join("never").exists());
+}

@@ -70,7 +70,7 @@ pub(crate) fn convert_outcome(args: &ConvertArgs) -> patronload::Result<Outcome>
         },
         reject_threshold_percent: args.max_reject_rate,
         prefix: args.prefix.clone(),
-        engine: engine(&args),
+        engine: engine(args),
         mmap: if args.no_mmap {
             MmapChoice::Never
         } else {

@@ -67,6 +67,9 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
+/// The fingerprint a server presented and, if refused, what was expected.
+type Seen = Arc<Mutex<Option<(String, Option<String>)>>>;
+
 /// Checks the server's key during the handshake and remembers what it saw.
 struct Checker {
     host: String,
@@ -74,7 +77,7 @@ struct Checker {
     pin: Option<String>,
     known_hosts: Option<std::path::PathBuf>,
     /// The key seen and, if refused, what was expected.
-    seen: Arc<Mutex<Option<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 impl Checker {
@@ -208,7 +211,7 @@ impl SftpRemote {
             ),
             Auth::PasswordEnv(_) => None,
         };
-        let seen = Arc::new(Mutex::new(None));
+        let seen: Seen = Arc::new(Mutex::new(None));
         let checker = Checker {
             host: target.host.clone(),
             port: target.port,
