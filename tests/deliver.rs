@@ -556,3 +556,33 @@ fn config_file_resolves_paths_and_names_targets() {
         Some(PathBuf::from("/etc/ssh/ssh_known_hosts").as_path())
     );
 }
+
+#[test]
+fn unknown_client_key_refused_not_retried() {
+    if !crate::sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("out");
+    package(&pkg, "pl", 60, &[1000], false);
+    let stranger = tmp.path().join("stranger");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut t = target(&s);
+    t.key_file = Some(stranger);
+    t.retries = 3;
+    let mut connects = 0;
+    let err = deliver_with(&opts(&pkg, t.clone()), &mut || {
+        connects += 1;
+        SftpRemote::connect(&t).map(|r| Box::new(r) as Box<dyn Remote>)
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err}");
+    assert_eq!(connects, 1);
+    assert!(s.files().is_empty());
+}

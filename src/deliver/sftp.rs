@@ -305,7 +305,11 @@ impl Remote for SftpRemote {
                 .await
                 .map_err(|e| sftp_err(&format!("list {dir}"), e))?;
             Ok(rd
-                .filter(|e| e.file_type().is_file())
+                // Everything but directories: a server that sends no
+                // file type must not hide files from the budget.
+                .filter(|e| {
+                    !e.file_type().is_dir() && e.file_name() != "." && e.file_name() != ".."
+                })
                 .map(|e| {
                     let m = e.metadata();
                     RemoteEntry {
