@@ -26,6 +26,7 @@
 
 pub mod check;
 pub mod dedupe;
+pub mod deliver;
 pub mod error;
 #[cfg(any(test, feature = "testkit"))]
 pub mod gen;
@@ -34,6 +35,7 @@ pub mod harness;
 pub mod job;
 pub mod map;
 pub mod model;
+pub mod notify;
 pub mod outdir;
 pub mod profile;
 pub mod read;

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run_check(args),
         Command::Repack(args) => cli::check::run_repack(args),
         Command::History(args) => cli::history::run_history(args),
+        Command::Deliver(args) => cli::deliver::run_deliver(args),
+        Command::Run(args) => cli::run::run_run(args),
     }
 }
 

@@ -33,3 +33,7 @@ mod chars;
 mod differential;
 // Issue 14: memory of past runs (--state): nights against an oracle.
 mod state;
+// Issue 15: delivery over SFTP to a real sshd on loopback, and notifications.
+mod deliver;
+mod notify;
+mod sshd;

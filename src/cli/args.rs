@@ -93,6 +93,74 @@ pub enum Command {
     /// What the state file knows of one patron: every run that saw,
     /// changed, sent or expired them (field names only, never values).
     History(HistoryArgs),
+    /// Upload the package published in DIR to an SFTP directory Alma
+    /// polls (`[delivery.NAME]` in --config).
+    #[command(after_help = DELIVER_EXIT_CODES)]
+    Deliver(DeliverArgs),
+    /// The nightly job: convert (as `convert`), publish, deliver to
+    /// --target, notify ([notify]).
+    #[command(after_help = RUN_EXIT_CODES)]
+    Run(RunArgs),
+}
+
+const DELIVER_EXIT_CODES: &str = "\
+Exit status:
+  0  delivered (or, with --dry-run, checked)
+  2  usage or configuration error (nothing sent)
+  5  delivery failed or refused (host key, login, budget, permission,
+     network after retries): no file under a final name was written";
+
+const RUN_EXIT_CODES: &str = "\
+Exit status:
+  0  converted, published and delivered
+  3  published but not delivered: the reject rate exceeded
+     --max-reject-rate or an input's encoding is suspect; read
+     rejects.csv, then `patronload deliver`
+  4  a state guard tripped: nothing published or delivered, the state
+     file unchanged (see the message; --accept-changes lets it through)
+  5  published, but the delivery failed (see `deliver`)
+  2  usage, profile or configuration error; nothing written
+  1  any other failure of the conversion; nothing published
+  130, 143  interrupted (SIGINT, SIGTERM)";
+
+/// Flags of `patronload deliver`.
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// TOML file with `[delivery.NAME]` tables (a job file will do).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The `[delivery.NAME]` table to use (e.g. dev, prod).
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Connect, check the host key, list and plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The output directory holding the published package.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Flags of `patronload run`: every flag of `convert`, plus where to
+/// deliver.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The conversion, exactly as `convert` takes it.
+    #[command(flatten)]
+    pub convert: ConvertArgs,
+    /// The `[delivery.NAME]` table to deliver to.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// TOML file with `[delivery.NAME]` and `[notify]`. Default: the
+    /// --job file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Convert and publish, then check the delivery without writing to
+    /// the server.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `patronload history`.

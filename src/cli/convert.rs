@@ -16,71 +16,17 @@ use super::{output_options, plural, print_counts, print_removed, print_zips};
 
 pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     let started = Instant::now();
-    let as_of = args
-        .as_of
-        .unwrap_or_else(|| chrono::Local::now().date_naive());
-    let run = RunOptions {
-        out_dir: args.output.out.clone(),
-        as_of,
-        limits: Limits {
-            users_per_file: args.output.users_per_file,
-            files_per_zip: args.files_per_zip,
-            max_zip_bytes: args.max_zip_bytes.as_u64(),
-            max_total_bytes: args.max_total_bytes.as_u64(),
-            compression_level: args.output.compression_level,
-        },
-        reject_threshold_percent: args.max_reject_rate,
-        prefix: args.prefix.clone(),
-        engine: engine(&args),
-        mmap: if args.no_mmap {
-            MmapChoice::Never
-        } else {
-            MmapChoice::Auto
-        },
-        output: output_options(&args.output.publish),
-        state: None,
-    };
-    let result = match (&args.job, &args.profile) {
-        (Some(job), _) => Job::load(job).and_then(|job| {
-            let mut run = run;
-            run.state = super::state::options(&args.state, job.state.clone());
-            convert_job(&JobOptions { job, run })
-        }),
-        (None, Some(profile)) => Profile::load(profile).and_then(|p| {
-            let mut run = run;
-            run.state = super::state::options(&args.state, None);
-            convert(&ConvertOptions {
-                profile_path: profile.clone(),
-                profile: p,
-                inputs: args.inputs.clone(),
-                run,
-            })
-        }),
-        // clap requires one of the two.
-        (None, None) => Err(patronload::Error::Usage(
-            "give --profile with inputs, or --job".into(),
-        )),
-    };
     // `convert` delivers nothing itself: the state is committed as soon
-    // as the package is published.
-    let result = result.and_then(|mut outcome| {
-        if let Some(pending) = outcome.state.take() {
-            pending.commit().inspect_err(|_| {
-                eprintln!(
-                    "patronload: the package was published in {}, but the state file could \
-                     not record it; the next run sends these users again",
-                    args.output.out.display()
-                );
-            })?;
-        }
+    // as the package is published (`run` commits after the delivery).
+    let result = convert_outcome(&args).and_then(|mut outcome| {
+        commit_state(&mut outcome, &args)?;
         Ok(outcome)
     });
     match result {
         Ok(outcome) => {
             // A UTF-8 extract that is really "ANSI" loses every accented
             // patron, however few: as loud as a high reject rate.
-            let exceeded = outcome.summary.reject_threshold_exceeded
-                || !outcome.summary.encoding_suspect.is_empty();
+            let exceeded = needs_review(&outcome);
             if !args.output.quiet || exceeded {
                 report(&outcome, &args, started);
             }
@@ -109,6 +55,78 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     }
 }
 
+/// Records in the state file what the published package sent, if the
+/// run has a state; says so when it cannot (the next run sends those
+/// users again).
+pub(crate) fn commit_state(outcome: &mut Outcome, args: &ConvertArgs) -> patronload::Result<()> {
+    if let Some(pending) = outcome.state.take() {
+        pending.commit().inspect_err(|_| {
+            eprintln!(
+                "patronload: the package was published in {}, but the state file could \
+                 not record it; the next run sends these users again",
+                args.output.out.display()
+            );
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether a published package must be read before Alma loads it (exit
+/// 3): reject rate over the threshold, or an encoding suspect.
+pub(crate) fn needs_review(outcome: &Outcome) -> bool {
+    outcome.summary.reject_threshold_exceeded || !outcome.summary.encoding_suspect.is_empty()
+}
+
+/// The library call behind `convert` (and `run`): flags → options →
+/// `convert` or `convert_job`.
+pub(crate) fn convert_outcome(args: &ConvertArgs) -> patronload::Result<Outcome> {
+    let as_of = args
+        .as_of
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let run = RunOptions {
+        out_dir: args.output.out.clone(),
+        as_of,
+        limits: Limits {
+            users_per_file: args.output.users_per_file,
+            files_per_zip: args.files_per_zip,
+            max_zip_bytes: args.max_zip_bytes.as_u64(),
+            max_total_bytes: args.max_total_bytes.as_u64(),
+            compression_level: args.output.compression_level,
+        },
+        reject_threshold_percent: args.max_reject_rate,
+        prefix: args.prefix.clone(),
+        engine: engine(args),
+        mmap: if args.no_mmap {
+            MmapChoice::Never
+        } else {
+            MmapChoice::Auto
+        },
+        output: output_options(&args.output.publish),
+        state: None,
+    };
+    match (&args.job, &args.profile) {
+        (Some(job), _) => Job::load(job).and_then(|job| {
+            let mut run = run;
+            run.state = super::state::options(&args.state, job.state.clone());
+            convert_job(&JobOptions { job, run })
+        }),
+        (None, Some(profile)) => Profile::load(profile).and_then(|p| {
+            let mut run = run;
+            run.state = super::state::options(&args.state, None);
+            convert(&ConvertOptions {
+                profile_path: profile.clone(),
+                profile: p,
+                inputs: args.inputs.clone(),
+                run,
+            })
+        }),
+        // clap requires one of the two.
+        (None, None) => Err(patronload::Error::Usage(
+            "give --profile with inputs, or --job".into(),
+        )),
+    }
+}
+
 fn engine(args: &ConvertArgs) -> Engine {
     if args.reference {
         return Engine::Reference;
@@ -127,7 +145,7 @@ fn engine(args: &ConvertArgs) -> Engine {
 }
 
 /// The human summary on stderr: counts and files only, never patron data.
-fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
+pub(crate) fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     let s = &o.summary;
     print_counts(
         "patronload",

@@ -5,7 +5,9 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod deliver;
 pub(crate) mod history;
+pub(crate) mod run;
 pub(crate) mod state;
 
 use patronload::outdir::OutputOptions;

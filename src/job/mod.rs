@@ -73,6 +73,12 @@ pub struct JobSpec {
     /// The feeds, in precedence order (`[[source]]` tables).
     #[serde(rename = "source", default)]
     pub sources: Vec<SourceSpec>,
+    /// `[delivery.NAME]` targets: read by `deliver::config`, not here.
+    #[serde(default)]
+    pub delivery: Option<toml::Table>,
+    /// `[notify]`: read by `deliver::config`, not here.
+    #[serde(default)]
+    pub notify: Option<toml::Table>,
     /// Memory of past runs (`[state]`): as `convert --state` and its
     /// flags, which win over it.
     pub state: Option<JobState>,

@@ -1,0 +1,183 @@
+//! `patronload run`: the nightly job. Lock → convert → publish (the
+//! library's `convert` / `convert_job`, exactly as `convert` calls them)
+//! → deliver → notify.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use patronload::deliver::config::Config;
+use patronload::notify::{self, Message, NotifyConfig, When};
+use patronload::report::Summary;
+
+use super::args::RunArgs;
+use super::convert::{commit_state, convert_outcome, needs_review, report};
+use super::deliver::deliver_to;
+
+pub(crate) fn run_run(args: RunArgs) -> ExitCode {
+    let started = Instant::now();
+    let quiet = args.convert.output.quiet;
+    // The delivery configuration is checked before converting, so a
+    // mistake there costs nothing and publishes nothing.
+    let Some(config_path) = args.config.as_ref().or(args.convert.job.as_ref()) else {
+        eprintln!(
+            "patronload: give --config FILE holding [delivery.{}]",
+            args.target
+        );
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("patronload: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(m) = config.target(&args.target) {
+        eprintln!("patronload: {}: {m}", config_path.display());
+        return ExitCode::from(2);
+    }
+    let notify = config.notify.clone();
+    let target = args.target.as_str();
+
+    let mut outcome = match convert_outcome(&args.convert) {
+        Ok(o) => o,
+        Err(patronload::Error::Guard {
+            message,
+            guards_json,
+        }) => {
+            let code =
+                super::state::guard_tripped(&message, &guards_json, &args.convert.output.out);
+            let body = format!(
+                "a state guard tripped: nothing published or delivered, the state file \
+                 unchanged\n{message}"
+            );
+            send(&notify, When::Guard, target, "guard tripped", body);
+            return code;
+        }
+        Err(e) => {
+            eprintln!("patronload: {e}");
+            let code = if e.is_usage() { 2 } else { 1 };
+            if code == 1 {
+                eprintln!(
+                    "patronload: nothing was published in {}",
+                    args.convert.output.out.display()
+                );
+            }
+            let body = format!("conversion failed, nothing published or delivered: {e}");
+            send(&notify, When::Failure, target, "conversion failed", body);
+            return ExitCode::from(code);
+        }
+    };
+    let review = needs_review(&outcome);
+    if !quiet || review {
+        report(&outcome, &args.convert, started);
+    }
+    // Held for review: the state is not committed (the run row stays
+    // `published`), so the next run compares against the last delivered
+    // state and sends these users again.
+    if review {
+        eprintln!(
+            "patronload: not delivered to {target}: read rejects.csv, then `patronload deliver`"
+        );
+        let body = format!(
+            "published but NOT delivered: read rejects.csv before Alma loads it\n{}",
+            counts(&outcome.summary)
+        );
+        send(&notify, When::Rejects, target, "held for review", body);
+        return ExitCode::from(3);
+    }
+
+    match deliver_to(
+        &config,
+        target,
+        &args.convert.output.out,
+        args.dry_run,
+        quiet,
+    ) {
+        Ok(d) => {
+            if !d.dry_run {
+                if let Err(e) = commit_state(&mut outcome, &args.convert) {
+                    eprintln!("patronload: {e}");
+                    let body = format!(
+                        "delivered, but the state file could not record it (the next run \
+                         sends these users again): {e}\n{}",
+                        counts(&outcome.summary)
+                    );
+                    send(&notify, When::Failure, target, "state not recorded", body);
+                    return ExitCode::from(1);
+                }
+            }
+            let body = format!(
+                "{} {} zip(s) as run {}{}\n{}",
+                if d.dry_run {
+                    "dry run: would deliver"
+                } else {
+                    "delivered"
+                },
+                d.plan.uploads.len(),
+                d.run_id,
+                if d.plan.keep_stale.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} earlier zip(s) not yet picked up by Alma kept",
+                        d.plan.keep_stale.len()
+                    )
+                },
+                counts(&outcome.summary)
+            );
+            send(&notify, When::Always, target, "delivered", body);
+            ExitCode::SUCCESS
+        }
+        Err(code) => {
+            let body = format!(
+                "published in {} but NOT delivered (see the log); run `patronload deliver` \
+                 when the cause is fixed\n{}",
+                args.convert.output.out.display(),
+                counts(&outcome.summary)
+            );
+            send(&notify, When::Failure, target, "delivery failed", body);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Counts and reasons for a notification; never patron data.
+fn counts(s: &Summary) -> String {
+    let mut out = format!(
+        "records read {}, users written {}, rejected {} ({:.2}%, threshold {}%), zips {}",
+        s.records_read,
+        s.users_written,
+        s.rejected,
+        s.reject_rate_percent,
+        s.reject_threshold_percent,
+        s.zips.len()
+    );
+    for (reason, n) in &s.rejected_by_reason {
+        out.push_str(&format!("\nrejected {reason}: {n}"));
+    }
+    for e in &s.encoding_suspect {
+        out.push_str(&format!(
+            "\n{} is declared {} but reads as {}",
+            e.path, e.declared, e.looks_like
+        ));
+    }
+    out
+}
+
+/// Sends a notification if `[notify]` asks for `event`; a failure to
+/// notify is printed, never changes the exit status.
+fn send(config: &Option<NotifyConfig>, event: When, target: &str, what: &str, body: String) {
+    let Some(c) = config else { return };
+    if !c.wants(event) {
+        return;
+    }
+    let msg = Message {
+        event,
+        subject: format!("patronload run → {target}: {what}"),
+        body,
+    };
+    for e in notify::send(c, &msg) {
+        eprintln!("patronload: notification not sent: {e}");
+    }
+}
