@@ -214,6 +214,13 @@ pub struct ConvertArgs {
     /// Read inputs into memory instead of memory-mapping them.
     #[arg(long)]
     pub no_mmap: bool,
+    /// Alma's own users ("Export Users": v2 or v1 XML, zips of it, or a
+    /// CSV with primary id, account type and identifier columns): every
+    /// user is checked against them before it is written (rejects
+    /// `taken_in_alma`, `internal_in_alma`). Repeat for several files;
+    /// adds to a job's `[alma] users`.
+    #[arg(long, value_name = "FILE")]
+    pub alma_users: Vec<PathBuf>,
     /// Extract files of the profile's layout, processed in this order.
     #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,

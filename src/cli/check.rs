@@ -157,6 +157,7 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
                 engine: Engine::Reference,
                 mmap: MmapChoice::Never,
                 output: super::output_options(&args.output.publish),
+                alma: None,
             },
             check: o,
         };

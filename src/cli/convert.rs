@@ -19,7 +19,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
     let as_of = args
         .as_of
         .unwrap_or_else(|| chrono::Local::now().date_naive());
-    let run = RunOptions {
+    let mut run = RunOptions {
         out_dir: args.output.out.clone(),
         as_of,
         limits: Limits {
@@ -38,10 +38,16 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             MmapChoice::Auto
         },
         output: output_options(&args.output.publish),
+        alma: None,
     };
     let result = match (&args.job, &args.profile) {
-        (Some(job), _) => Job::load(job).and_then(|job| convert_job(&JobOptions { job, run })),
+        (Some(job), _) => Job::load(job).and_then(|job| {
+            run.alma =
+                super::alma::precheck_index(&args.alma_users, &job.alma_users, args.output.quiet)?;
+            convert_job(&JobOptions { job, run })
+        }),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
+            run.alma = super::alma::precheck_index(&args.alma_users, &[], args.output.quiet)?;
             convert(&ConvertOptions {
                 profile_path: profile.clone(),
                 profile: p,

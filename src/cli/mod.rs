@@ -2,6 +2,7 @@
 //! library options, and what the user sees. The library returns reports;
 //! only these modules print.
 
+pub(crate) mod alma;
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;

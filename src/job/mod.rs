@@ -72,6 +72,20 @@ pub struct JobSpec {
     /// The feeds, in precedence order (`[[source]]` tables).
     #[serde(rename = "source", default)]
     pub sources: Vec<SourceSpec>,
+    /// Alma's own users to check every user against (`[alma]`).
+    #[serde(default)]
+    pub alma: AlmaSpec,
+}
+
+/// `[alma]` of a job file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlmaSpec {
+    /// Alma's user exports (XML, zips of XML, or CSV), relative to the
+    /// job file: every user is checked against them before it is
+    /// written (as `convert --alma-users`).
+    #[serde(default)]
+    pub users: Vec<PathBuf>,
 }
 
 /// `[output]` of a job file.
@@ -151,6 +165,8 @@ pub struct Job {
     pub prefix: Option<String>,
     /// The sources, in precedence order.
     pub sources: Vec<Source>,
+    /// Alma's user exports to check against (`[alma] users`), resolved.
+    pub alma_users: Vec<PathBuf>,
 }
 
 impl Job {
@@ -220,6 +236,7 @@ impl Job {
             people: spec.people,
             prefix: spec.output.prefix,
             sources,
+            alma_users: spec.alma.users.iter().map(resolve).collect(),
         })
     }
 }
@@ -291,6 +308,19 @@ fn source_name(job: &Job, file: u32) -> &str {
         f -= s.inputs.len();
     }
     "?"
+}
+
+/// The source that input `file` (an index into the flattened input list)
+/// belongs to.
+fn source_of(job: &Job, file: u32) -> &Source {
+    let mut f = file as usize;
+    for s in &job.sources {
+        if f < s.inputs.len() {
+            return s;
+        }
+        f -= s.inputs.len();
+    }
+    &job.sources[job.sources.len() - 1]
 }
 
 fn first_case(job: &Job) -> IdentifierCase {

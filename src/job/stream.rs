@@ -26,8 +26,8 @@ use crossbeam_channel::unbounded;
 
 use super::decide::{decide, Candidate};
 use super::{
-    first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
-    DUPLICATES_HEADER,
+    first_case, match_value, person_key, source_name, source_of, taken, JobOptions,
+    DUPLICATES_FILE, DUPLICATES_HEADER,
 };
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
@@ -405,6 +405,15 @@ fn claim(
             file: file_of(i) as u32,
             line: line[i],
         };
+        // Alma's own users first (`[alma] users`): a user Alma would
+        // refuse claims nothing.
+        if let Some(alma) = ctx.opts.run.alma.as_deref() {
+            let match_id = source_of(job, owner.file).profile.rules.match_id.trim();
+            if let Err(fail) = alma.check(ids.of(i), match_id, case) {
+                lost.insert(i, fail);
+                continue;
+            }
+        }
         match claims.claim_values(ids.of(i), owner) {
             Ok(()) => flags[i] |= WRITTEN,
             Err(c) => {

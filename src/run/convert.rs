@@ -68,6 +68,13 @@ pub const REJECTS_FILE: &str = "rejects.csv";
 /// Name of the warnings report in the output directory: records written
 /// (or rejected for another reason) with an optional field left out.
 pub const WARNINGS_FILE: &str = "warnings.csv";
+
+/// Name of the per-run index in the output directory: where each written
+/// user came from, joined by `triage` to Alma's rejected-users report.
+pub const INDEX_FILE: &str = "index.csv";
+
+/// Header of `index.csv` (no names, emails or addresses).
+pub const INDEX_HEADER: [&str; 4] = ["primary_id", "source_file", "line", "record"];
 /// Name of the summary in the output directory.
 pub const SUMMARY_FILE: &str = "summary.json";
 
@@ -238,7 +245,7 @@ pub(crate) fn reject_id(m: &Mapper, rec: &RawRecord, fail: &Fail) -> String {
 }
 
 /// The identifier values of a user in claim order: primary id first.
-pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> {
+pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> + Clone {
     user.get(crate::model::UserField::PrimaryId)
         .map(|p| ("primary_id", p, true))
         .into_iter()
@@ -458,8 +465,13 @@ pub(crate) fn finish(
         mut files,
         superseded,
         lines,
+        index,
+        index_failed,
         ..
     } = em;
+    if let Some(e) = index_failed {
+        return Err(e);
+    }
     if read == 0 {
         return Err(Error::Input {
             path: opts.inputs[0].clone(),
@@ -511,6 +523,7 @@ pub(crate) fn finish(
     }
     let rejects_tmp = rejects.finish()?;
     let mut reports = vec![(warnings.finish()?, WARNINGS_FILE)];
+    reports.push((index.finish()?, INDEX_FILE));
     reports.extend(extras.files);
     let encoding_suspect = suspects
         .iter()

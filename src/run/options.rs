@@ -68,4 +68,8 @@ pub struct RunOptions {
     pub mmap: MmapChoice,
     /// Locking and file modes of the output directory.
     pub output: OutputOptions,
+    /// Alma's own users (`convert --alma-users`, `[alma] users` in a
+    /// job): every user is checked against them before it is accepted.
+    /// Built by the caller from Alma's export (the `alma` module).
+    pub alma: Option<std::sync::Arc<crate::alma_ids::AlmaIndex>>,
 }
