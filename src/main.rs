@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli::convert::run_convert(args),
         Command::Check(args) => cli::check::run_check(args),
         Command::Repack(args) => cli::check::run_repack(args),
+        Command::Triage(args) => cli::triage::run_triage(args),
+        Command::Export(args) => cli::export::run_export(args),
     }
 }
 

@@ -6,6 +6,8 @@ pub(crate) mod alma;
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod export;
+pub(crate) mod triage;
 
 use patronload::outdir::OutputOptions;
 use std::path::PathBuf;
