@@ -395,6 +395,19 @@ fn from_v1(n: &Node) -> AlmaUser {
     }
 }
 
+/// The delimiter of a delimited text: of tab, comma, semicolon and
+/// pipe, the one `sample` holds most of (comma when none or tied).
+pub(crate) fn sniff_delimiter(sample: &[u8]) -> u8 {
+    let mut best = (0, b',');
+    for d in [b',', b'\t', b';', b'|'] {
+        let n = sample.iter().filter(|&&b| b == d).count();
+        if n > best.0 {
+            best = (n, d);
+        }
+    }
+    best.1
+}
+
 /// Header names compared without case, spaces or punctuation.
 pub(crate) fn norm_header(h: &str) -> String {
     h.chars()
@@ -418,11 +431,7 @@ fn read_csv(
     f: &mut dyn FnMut(&str, AlmaUser) -> Result<()>,
 ) -> Result<()> {
     let head = head_of(path)?;
-    let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let delim = [b'\t', b',', b';', b'|']
-        .into_iter()
-        .max_by_key(|d| first.iter().filter(|b| *b == d).count())
-        .unwrap_or(b',');
+    let delim = sniff_delimiter(head.split(|&b| b == b'\n').next().unwrap_or(&[]));
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .flexible(true)

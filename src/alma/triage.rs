@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::read::{find_col, norm_header};
+use super::read::{find_col, norm_header, sniff_delimiter};
 use crate::check::zipin::{self, ZipLimits};
 use crate::error::{Error, Result};
 
@@ -233,11 +233,14 @@ fn read_rows(path: &Path) -> Result<Vec<Vec<String>>> {
     if bytes.starts_with(b"PK") {
         return read_xlsx(path);
     }
-    let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let delim = [b'\t', b',', b';', b'|']
-        .into_iter()
-        .max_by_key(|d| first.iter().filter(|b| *b == d).count())
-        .unwrap_or(b',');
+    // The header may follow a title row: sniff over the first lines.
+    let sample: Vec<u8> = bytes
+        .split(|&b| b == b'\n')
+        .take(20)
+        .flatten()
+        .copied()
+        .collect();
+    let delim = sniff_delimiter(&sample);
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t.to_string(),
         // Excel's "CSV" is often Windows-1252.
