@@ -31,3 +31,5 @@ mod chars;
 // Every input line accounted for: random faulty extracts against an
 // independent model of the reader (issue 11).
 mod differential;
+// Issue 16: Alma's exports (pre-check, triage, export to the SIS).
+mod alma;
