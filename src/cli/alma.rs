@@ -21,14 +21,15 @@ pub(crate) fn precheck_index(
     let (ix, stats) = load_index(&paths, &ReadOptions::default())?;
     if !quiet {
         eprintln!(
-            "patronload: pre-check against {} Alma users ({} v2, {} v1, {} CSV; {} identifiers, \
-             {} KiB)",
+            "patronload: pre-check against {} Alma users ({} v2, {} v1, {} CSV; {} identifiers \
+             in {} KiB, {} bytes each)",
             stats.users(),
             stats.v2_users,
             stats.v1_users,
             stats.csv_users,
             ix.identifiers(),
-            ix.heap_bytes() / 1024
+            ix.heap_bytes() / 1024,
+            ix.heap_bytes() / ix.identifiers().max(1)
         );
         for e in &stats.skipped_entries {
             eprintln!("  skipped {e}: not an XML file");
