@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: gen_alma_export EXTRACT.csv OUT.zip");
         std::process::exit(2);
     };
-    let mut rdr = csv::Reader::from_path(extract)?;
+    // The generated extract has broken rows on purpose: read leniently.
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(extract)?;
     let h = rdr.headers()?.clone();
     let col = |n: &str| {
         h.iter()
@@ -33,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut n, mut users) = (0u64, 0u64);
     let mut prev_barcode = String::new();
     loop {
-        let more = rdr.read_record(&mut rec)?;
+        let more = match rdr.read_record(&mut rec) {
+            Ok(more) => more,
+            Err(_) => continue,
+        };
         if users % per_file == 0 || !more {
             if users > 0 {
                 w.write_all(b"</users>\n")?;
@@ -45,7 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             w.start_file(format!("alma_users_{n:03}.xml"), opts)?;
             w.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n")?;
         }
-        let (p, bc) = (rec[e].trim().to_uppercase(), rec[b].trim().to_string());
+        let (Some(p), Some(bc)) = (rec.get(e), rec.get(b)) else {
+            continue;
+        };
+        let (p, bc) = (p.trim().to_uppercase(), bc.trim().to_string());
+        if p.is_empty() || p.contains(['<', '&']) || bc.contains(['<', '&']) {
+            continue;
+        }
         let internal = users % 50 == 7;
         // One in 50 holds the previous record's barcode instead of its own.
         let barcode = if users % 50 == 13 {

@@ -509,6 +509,13 @@ fn job_checks_against_alma_users_of_its_job_file() {
             .collect::<Vec<_>>(),
         [("S0000101", "internal_in_alma")]
     );
+    // The job's index.csv lists every user written, in input order.
+    let index = read_csv(&out.join("index.csv"));
+    let s = summary(&out);
+    assert_eq!(index.len() as u64 - 1, s["users_written"].as_u64().unwrap());
+    assert!(!index.iter().any(|r| r[0] == "S0000101"));
+    let records: Vec<u64> = index[1..].iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(records.windows(2).all(|w| w[0] < w[1]));
 }
 
 /// Runs `triage`.

@@ -137,7 +137,9 @@ pub(super) fn run(
         &file_ends,
         &mut flags,
     );
-    let mut claimed = claim(&ctx, case, &mut flags, line, ids, &file_ends, &decided);
+    let mut claimed = claim(
+        &ctx, case, &mut flags, line, ids, &file_ends, &decided, &mut em,
+    );
     let kept = map_ahead(&ctx, &mut flags, &decided)?;
 
     // 3. Users.
@@ -380,6 +382,7 @@ fn decide_people(
 
 /// Between the passes: winners claim their identifiers in output order,
 /// first wins, then the identifiers they merge.
+#[allow(clippy::too_many_arguments)]
 fn claim(
     ctx: &Ctx,
     case: IdentifierCase,
@@ -388,6 +391,7 @@ fn claim(
     ids: IdValues,
     file_ends: &[usize],
     decided: &Decided,
+    em: &mut Emitter,
 ) -> Claimed {
     let (job, base) = (&ctx.opts.job, ctx.base);
     let merge = job.people.merge;
@@ -415,7 +419,12 @@ fn claim(
             }
         }
         match claims.claim_values(ids.of(i), owner) {
-            Ok(()) => flags[i] |= WRITTEN,
+            Ok(()) => {
+                flags[i] |= WRITTEN;
+                // Winners are final here: `index.csv` in input order.
+                let primary = ids.of(i).find(|v| v.2).map_or("", |v| v.1.trim());
+                em.index_row(primary, owner.file, owner.line, i as u64 + 1);
+            }
             Err(c) => {
                 lost.insert(i, taken(&c, &base.inputs, source_name(job, c.owner.file)));
             }

@@ -115,27 +115,21 @@ impl<'o> Emitter<'o> {
         set.claim_values(values.clone(), owner)
             .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))?;
         let primary = values.clone().find(|v| v.2).map_or("", |v| v.1.trim());
-        // A write error of the index fails the run (at `finish`), not
-        // this record.
-        if self.index_failed.is_none() {
-            self.index_failed = self
-                .index_row(primary, owner.file, owner.line, self.read)
-                .err();
-        }
+        self.index_row(primary, owner.file, owner.line, self.read);
         Ok(())
     }
 
-    /// Writes one row of `index.csv`.
-    pub(crate) fn index_row(
-        &mut self,
-        primary_id: &str,
-        file: u32,
-        line: u64,
-        record: u64,
-    ) -> Result<()> {
+    /// Writes one row of `index.csv` (a user written). A write error
+    /// fails the run at `finish`, not this record.
+    pub(crate) fn index_row(&mut self, primary_id: &str, file: u32, line: u64, record: u64) {
+        if self.index_failed.is_some() {
+            return;
+        }
         let path = self.inputs[file as usize].display().to_string();
-        self.index
+        self.index_failed = self
+            .index
             .write_row(&[primary_id, &path, &line.to_string(), &record.to_string()])
+            .err();
     }
 
     /// Accepts a user whose identifiers were claimed, from `lines`
