@@ -40,16 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(more) => more,
             Err(_) => continue,
         };
-        if users % per_file == 0 || !more {
+        if !more {
             if users > 0 {
                 w.write_all(b"</users>\n")?;
             }
-            if !more {
-                break;
-            }
-            n += 1;
-            w.start_file(format!("alma_users_{n:03}.xml"), opts)?;
-            w.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n")?;
+            break;
         }
         let (Some(p), Some(bc)) = (rec.get(e), rec.get(b)) else {
             continue;
@@ -57,6 +52,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (p, bc) = (p.trim().to_uppercase(), bc.trim().to_string());
         if p.is_empty() || p.contains(['<', '&']) || bc.contains(['<', '&']) {
             continue;
+        }
+        if users % per_file == 0 {
+            if users > 0 {
+                w.write_all(b"</users>\n")?;
+            }
+            n += 1;
+            w.start_file(format!("alma_users_{n:03}.xml"), opts)?;
+            w.write_all(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<users>\n")?;
         }
         let internal = users % 50 == 7;
         // One in 50 holds the previous record's barcode instead of its own.
