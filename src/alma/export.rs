@@ -1,7 +1,7 @@
 //! Users with fines or blocks, from Alma's export, into the file the SIS
 //! loads to place registration holds.
 //!
-//! An **export profile** (TOML, `examples/export/sis_holds.toml`) says
+//! An **export profile** (TOML, `examples/alma/sis_holds.toml`) says
 //! which users go out (`[filter]`: a balance above a threshold, active
 //! blocks of given types or descriptions), which columns the file has
 //! (`[[column]]`: match id, any identifier type, group, balance, block
