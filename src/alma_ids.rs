@@ -196,6 +196,20 @@ impl AlmaIndex {
         }
     }
 
+    /// Whether two Alma entries are one user: the same owner, or the same
+    /// primary id (a user exported twice, in overlapping exports).
+    fn same_user(&self, a: u32, b: u32) -> bool {
+        if a == b {
+            return true;
+        }
+        let (pa, pb) = (self.primary[a as usize], self.primary[b as usize]);
+        if pa == u32::MAX || pb == u32::MAX {
+            return false;
+        }
+        let (x, y) = (self.stored(pa).1, self.stored(pb).1);
+        x.eq_ignore_ascii_case(y) || crate::map::fold(x) == crate::map::fold(y)
+    }
+
     fn is_internal(&self, owner: u32) -> bool {
         self.internal[owner as usize / 64] & (1 << (owner % 64)) != 0
     }
@@ -277,13 +291,13 @@ impl AlmaIndex {
                 }
         });
         if let Some((_, v, p)) = mine {
+            // The same user in two export files (a full export and a
+            // later delta): the one added last, the newest, is Alma's.
             self.each_holder(v, p, case, &mut folded, |hit| {
                 if hit.id_type == match_id {
                     matched = Some(hit.owner);
-                    true
-                } else {
-                    false
                 }
+                false
             });
         }
         if let (Some(owner), Some((_, v, _))) = (matched, mine) {
@@ -304,7 +318,7 @@ impl AlmaIndex {
         for (t, v, p) in values {
             let mut taken: Option<(u32, String)> = None;
             self.each_holder(v, p, case, &mut folded, |hit| {
-                if Some(hit.owner) == matched {
+                if matched.is_some_and(|m| self.same_user(m, hit.owner)) {
                     return false;
                 }
                 taken = Some((hit.owner, hit.id_type.to_string()));
@@ -446,6 +460,29 @@ mod tests {
             .is_err());
         // Primary against additional: folded.
         assert!(ix.check(user("Abc", &[]), PRIMARY, s).is_err());
+    }
+
+    #[test]
+    fn a_user_in_two_exports_is_one_user_and_the_later_one_counts() {
+        let mut ix = AlmaIndex::new();
+        // Full export: internal; a later delta: made External.
+        ix.add_user("P1", true, [("BARCODE", "B1")]).unwrap();
+        ix.add_user("p1", false, [("BARCODE", "B1")]).unwrap();
+        ix.finish();
+        let ins = IdentifierCase::Insensitive;
+        assert!(ix
+            .check(user("P1", &[("BARCODE", "b1")]), PRIMARY, ins)
+            .is_ok());
+        // Another user still may not take the barcode.
+        assert!(ix
+            .check(user("P2", &[("BARCODE", "B1")]), PRIMARY, ins)
+            .is_err());
+        let mut ix = AlmaIndex::new();
+        ix.add_user("P1", false, []).unwrap();
+        ix.add_user("P1", true, []).unwrap();
+        ix.finish();
+        let f = ix.check(user("P1", &[]), PRIMARY, ins).unwrap_err();
+        assert_eq!(f.reason, Reason::InternalInAlma);
     }
 
     #[test]
