@@ -68,13 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             bc.clone()
         };
-        write!(
+        writeln!(
             w,
             "<user><primary_id>{p}</primary_id><user_group>UNDERGRAD</user_group>\
              <account_type>{}</account_type><status>ACTIVE</status><user_identifiers>\
              <user_identifier><id_type>BARCODE</id_type><value>{barcode}</value></user_identifier>\
              <user_identifier><id_type>UNIV_ID</id_type><value>U{users:09}</value></user_identifier>\
-             </user_identifiers></user>\n",
+             </user_identifiers></user>",
             if internal { "INTERNAL" } else { "EXTERNAL" }
         )?;
         prev_barcode = bc;
