@@ -157,7 +157,7 @@ pub fn match_key(primary_id: &str) -> String {
 }
 
 /// Appends `crate::map::fold(s)` to `out` without allocating for ASCII.
-fn fold_into(s: &str, out: &mut String) {
+pub(crate) fn fold_into(s: &str, out: &mut String) {
     let t = s.trim();
     if t.is_ascii() {
         out.extend(t.bytes().map(|b| b.to_ascii_lowercase() as char));
@@ -184,6 +184,11 @@ impl IdSet {
             scratch: String::new(),
             pending: Vec::new(),
         }
+    }
+
+    /// How this set compares values.
+    pub fn case(&self) -> IdentifierCase {
+        self.case
     }
 
     /// Makes room for about `values` more values of `bytes` bytes in all

@@ -235,6 +235,7 @@ fn run_once(
             mmap: MmapChoice::Never,
             output: Default::default(),
             state: None,
+            alma: None,
         },
     };
     convert(&opts).map_err(|e| e.to_string())?;

@@ -24,6 +24,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod alma;
+pub mod alma_ids;
 pub mod check;
 pub mod dedupe;
 pub mod deliver;

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Command::History(args) => cli::history::run_history(args),
         Command::Deliver(args) => cli::deliver::run_deliver(args),
         Command::Run(args) => cli::run::run_run(args),
+        Command::Triage(args) => cli::triage::run_triage(args),
+        Command::Export(args) => cli::export::run_export(args),
     }
 }
 

@@ -51,6 +51,12 @@ pub enum Reason {
     /// A fixed-width line is shorter or longer than the layout (and the
     /// profile does not set `ragged = true`).
     RecordLength,
+    /// An identifier value is already held in Alma by another user
+    /// (`convert --alma-users`: Alma's "already taken AcrossInstitution").
+    TakenInAlma,
+    /// The match identifier finds an internal account in Alma (Alma's
+    /// "User is not external").
+    InternalInAlma,
 }
 
 impl Reason {
@@ -71,6 +77,8 @@ impl Reason {
             Reason::NulByte => "nul_byte",
             Reason::HeaderRow => "header_row",
             Reason::RecordLength => "record_length",
+            Reason::TakenInAlma => "taken_in_alma",
+            Reason::InternalInAlma => "internal_in_alma",
         }
     }
 

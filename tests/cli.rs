@@ -35,6 +35,7 @@ fn success_writes_zip_reports_and_exits_0() {
         files,
         [
             "example_users_001.zip",
+            "index.csv",
             "rejects.csv",
             "summary.json",
             "warnings.csv"
@@ -204,6 +205,7 @@ fn limits_split_into_parts_and_stale_parts_are_removed() {
         names,
         [
             "example_users_001.zip",
+            "index.csv",
             "rejects.csv",
             "summary.json",
             "warnings.csv"

@@ -104,6 +104,7 @@ fn run_with(
             mmap,
             output: Default::default(),
             state: None,
+            alma: None,
         },
     };
     match convert(&opts) {

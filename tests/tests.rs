@@ -37,3 +37,5 @@ mod state;
 mod deliver;
 mod notify;
 mod sshd;
+// Issue 16: Alma's exports (pre-check, triage, export to the SIS).
+mod alma;

@@ -12,7 +12,7 @@
 //! Findings carry file, entry, line, primary id, reason code and a
 //! message; never a name, email or address.
 
-mod bound;
+pub(crate) mod bound;
 pub mod codes;
 mod decode;
 pub mod parse;
@@ -627,6 +627,7 @@ pub(crate) fn walk(
     };
     let limits = ParseLimits {
         max_user_bytes: opts.max_user_bytes,
+        user_names: parse::V2_USER,
     };
     let mut zip_total = 0u64;
     for (idx, path) in inputs.iter().enumerate() {

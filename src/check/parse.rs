@@ -92,7 +92,13 @@ pub(crate) struct ParseLimits {
     /// Bytes of text and names one user may hold; also the cap on one
     /// name, tag or text node (at least [`MIN_TOKEN_CAP`]).
     pub(crate) max_user_bytes: usize,
+    /// Element names that are a user at the root's level: `user` for
+    /// `check`; Alma's exports also name it `userRecord` (v1).
+    pub(crate) user_names: &'static [&'static str],
 }
+
+/// What `check` reads as a user: v2's `<user>` only.
+pub(crate) const V2_USER: &[&str] = &["user"];
 
 /// The smallest cap on one tag or text node, whatever `max_user_bytes`
 /// is: an XML declaration must fit.
@@ -168,6 +174,7 @@ struct State {
     root_seen: bool,
     root_closed: bool,
     max_user_bytes: usize,
+    user_names: &'static [&'static str],
 }
 
 /// Parses one XML byte stream, calling `sink` for every user and
@@ -196,6 +203,7 @@ pub(crate) fn parse<R: Read>(
         root_seen: false,
         root_closed: false,
         max_user_bytes: limits.max_user_bytes,
+        user_names: limits.user_names,
     };
     let mut first = true;
     let problem = |sink: &mut dyn ParseSink, code, line, message: String| {
@@ -367,12 +375,12 @@ fn start(
                 )?;
             }
         }
-        if name != "user" {
+        if !st.user_names.contains(&name.as_str()) {
             return Ok(());
         }
     }
     if st.user_depth.is_none() {
-        if name == "user" && st.depth <= 1 {
+        if st.user_names.contains(&name.as_str()) && st.depth <= 1 {
             st.user_depth = Some(st.depth);
             st.user_bytes = 0;
             st.too_large = false;
@@ -588,6 +596,7 @@ mod tests {
         let mut c = Collect::default();
         let limits = ParseLimits {
             max_user_bytes: max,
+            user_names: V2_USER,
         };
         if parse(xml.as_bytes(), limits, &mut c).is_err() {
             panic!("parse failed");

@@ -101,6 +101,47 @@ pub enum Command {
     /// --target, notify ([notify]).
     #[command(after_help = RUN_EXIT_CODES)]
     Run(RunArgs),
+    /// Triage Alma's rejected-users report (.xlsx or .csv): a cause code,
+    /// the action to take and the patron's source line for every row.
+    Triage(TriageArgs),
+    /// Export users with fines or blocks from Alma's export into the file
+    /// the SIS loads (columns, filter and encoding in an export profile).
+    Export(ExportArgs),
+}
+
+/// Flags of `patronload triage`.
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// The output directory of the convert run that made the load (its
+    /// index.csv and summary.json).
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The triage file to write (CSV; replaced in one step).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Alma's "Rejected Users" report exported to Excel (.xlsx) or CSV.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+}
+
+/// Flags of `patronload export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The export profile (TOML): filter, columns, format, encoding.
+    #[arg(long, value_name = "EXPORT.toml")]
+    pub profile: PathBuf,
+    /// Output directory (created if missing; published like convert's).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Locking and file modes.
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Alma's user exports (v2 or v1 XML, zips of it, or CSV), in order.
+    #[arg(required = true, value_name = "ALMA_EXPORT")]
+    pub inputs: Vec<PathBuf>,
 }
 
 const DELIVER_EXIT_CODES: &str = "\
@@ -357,6 +398,13 @@ pub struct ConvertArgs {
     /// Read inputs into memory instead of memory-mapping them.
     #[arg(long)]
     pub no_mmap: bool,
+    /// Alma's own users ("Export Users": v2 or v1 XML, zips of it, or a
+    /// CSV with primary id, account type and identifier columns): every
+    /// user is checked against them before it is written (rejects
+    /// `taken_in_alma`, `internal_in_alma`). Repeat for several files;
+    /// adds to a job's `[alma] users`.
+    #[arg(long, value_name = "FILE")]
+    pub alma_users: Vec<PathBuf>,
     /// Extract files of the profile's layout, processed in this order.
     #[arg(required_unless_present = "job", value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,

@@ -158,6 +158,7 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
                 mmap: MmapChoice::Never,
                 output: super::output_options(&args.output.publish),
                 state: None,
+                alma: None,
             },
             check: o,
         };

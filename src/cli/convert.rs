@@ -103,16 +103,20 @@ pub(crate) fn convert_outcome(args: &ConvertArgs) -> patronload::Result<Outcome>
         },
         output: output_options(&args.output.publish),
         state: None,
+        alma: None,
     };
     match (&args.job, &args.profile) {
         (Some(job), _) => Job::load(job).and_then(|job| {
             let mut run = run;
             run.state = super::state::options(&args.state, job.state.clone());
+            run.alma =
+                super::alma::precheck_index(&args.alma_users, &job.alma_users, args.output.quiet)?;
             convert_job(&JobOptions { job, run })
         }),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
             let mut run = run;
             run.state = super::state::options(&args.state, None);
+            run.alma = super::alma::precheck_index(&args.alma_users, &[], args.output.quiet)?;
             convert(&ConvertOptions {
                 profile_path: profile.clone(),
                 profile: p,

@@ -2,13 +2,16 @@
 //! library options, and what the user sees. The library returns reports;
 //! only these modules print.
 
+pub(crate) mod alma;
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
 pub(crate) mod deliver;
+pub(crate) mod export;
 pub(crate) mod history;
 pub(crate) mod run;
 pub(crate) mod state;
+pub(crate) mod triage;
 
 use patronload::outdir::OutputOptions;
 use std::path::PathBuf;

@@ -117,7 +117,7 @@ pub(super) struct IdValues {
 impl IdValues {
     /// The values of record `i` (0-based), as `IdSet::claim_values` takes
     /// them.
-    pub(super) fn of(&self, i: usize) -> impl Iterator<Item = (&str, &str, bool)> {
+    pub(super) fn of(&self, i: usize) -> impl Iterator<Item = (&str, &str, bool)> + Clone {
         let a = if i == 0 { 0 } else { self.records[i - 1] };
         (a..self.records[i]).map(move |v| {
             let start = if v == 0 { 0 } else { self.values[v - 1].0 };

@@ -82,6 +82,20 @@ pub struct JobSpec {
     /// Memory of past runs (`[state]`): as `convert --state` and its
     /// flags, which win over it.
     pub state: Option<JobState>,
+    /// Alma's own users to check every user against (`[alma]`).
+    #[serde(default)]
+    pub alma: AlmaSpec,
+}
+
+/// `[alma]` of a job file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlmaSpec {
+    /// Alma's user exports (XML, zips of XML, or CSV), relative to the
+    /// job file: every user is checked against them before it is
+    /// written (as `convert --alma-users`).
+    #[serde(default)]
+    pub users: Vec<PathBuf>,
 }
 
 /// `[state]` of a job file.
@@ -231,6 +245,8 @@ pub struct Job {
     pub sources: Vec<Source>,
     /// `[state]`, resolved.
     pub state: Option<StateOptions>,
+    /// Alma's user exports to check against (`[alma] users`), resolved.
+    pub alma_users: Vec<PathBuf>,
 }
 
 impl Job {
@@ -307,6 +323,7 @@ impl Job {
             prefix: spec.output.prefix,
             sources,
             state,
+            alma_users: spec.alma.users.iter().map(resolve).collect(),
         })
     }
 }
@@ -379,6 +396,19 @@ fn source_name(job: &Job, file: u32) -> &str {
         f -= s.inputs.len();
     }
     "?"
+}
+
+/// The source that input `file` (an index into the flattened input list)
+/// belongs to.
+fn source_of(job: &Job, file: u32) -> &Source {
+    let mut f = file as usize;
+    for s in &job.sources {
+        if f < s.inputs.len() {
+            return s;
+        }
+        f -= s.inputs.len();
+    }
+    &job.sources[job.sources.len() - 1]
 }
 
 fn first_case(job: &Job) -> IdentifierCase {

@@ -26,8 +26,8 @@ use crossbeam_channel::unbounded;
 
 use super::decide::{decide, Candidate};
 use super::{
-    first_case, match_value, person_key, source_name, taken, JobOptions, DUPLICATES_FILE,
-    DUPLICATES_HEADER,
+    first_case, match_value, person_key, source_name, source_of, taken, JobOptions,
+    DUPLICATES_FILE, DUPLICATES_HEADER,
 };
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
@@ -137,7 +137,9 @@ pub(super) fn run(
         &file_ends,
         &mut flags,
     );
-    let mut claimed = claim(&ctx, case, &mut flags, line, ids, &file_ends, &decided);
+    let mut claimed = claim(
+        &ctx, case, &mut flags, line, ids, &file_ends, &decided, &mut em,
+    );
     let kept = map_ahead(&ctx, &mut flags, &decided)?;
 
     // 3. Users.
@@ -380,6 +382,7 @@ fn decide_people(
 
 /// Between the passes: winners claim their identifiers in output order,
 /// first wins, then the identifiers they merge.
+#[allow(clippy::too_many_arguments)]
 fn claim(
     ctx: &Ctx,
     case: IdentifierCase,
@@ -388,6 +391,7 @@ fn claim(
     ids: IdValues,
     file_ends: &[usize],
     decided: &Decided,
+    em: &mut Emitter,
 ) -> Claimed {
     let (job, base) = (&ctx.opts.job, ctx.base);
     let merge = job.people.merge;
@@ -405,8 +409,22 @@ fn claim(
             file: file_of(i) as u32,
             line: line[i],
         };
+        // Alma's own users first (`[alma] users`): a user Alma would
+        // refuse claims nothing.
+        if let Some(alma) = ctx.opts.run.alma.as_deref() {
+            let match_id = source_of(job, owner.file).profile.rules.match_id.trim();
+            if let Err(fail) = alma.check(ids.of(i), match_id, case) {
+                lost.insert(i, fail);
+                continue;
+            }
+        }
         match claims.claim_values(ids.of(i), owner) {
-            Ok(()) => flags[i] |= WRITTEN,
+            Ok(()) => {
+                flags[i] |= WRITTEN;
+                // Winners are final here: `index.csv` in input order.
+                let primary = ids.of(i).find(|v| v.2).map_or("", |v| v.1.trim());
+                em.index_row(primary, owner.file, owner.line, i as u64 + 1);
+            }
             Err(c) => {
                 lost.insert(i, taken(&c, &base.inputs, source_name(job, c.owner.file)));
             }

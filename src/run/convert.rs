@@ -72,6 +72,13 @@ pub const REJECTS_FILE: &str = "rejects.csv";
 /// Name of the warnings report in the output directory: records written
 /// (or rejected for another reason) with an optional field left out.
 pub const WARNINGS_FILE: &str = "warnings.csv";
+
+/// Name of the per-run index in the output directory: where each written
+/// user came from, joined by `triage` to Alma's rejected-users report.
+pub const INDEX_FILE: &str = "index.csv";
+
+/// Header of `index.csv` (no names, emails or addresses).
+pub const INDEX_HEADER: [&str; 4] = ["primary_id", "source_file", "line", "record"];
 /// Name of the summary in the output directory.
 pub const SUMMARY_FILE: &str = "summary.json";
 
@@ -242,7 +249,7 @@ pub(crate) fn reject_id(m: &Mapper, rec: &RawRecord, fail: &Fail) -> String {
 }
 
 /// The identifier values of a user in claim order: primary id first.
-pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> {
+pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> + Clone {
     user.get(crate::model::UserField::PrimaryId)
         .map(|p| ("primary_id", p, true))
         .into_iter()
@@ -469,8 +476,13 @@ pub(crate) fn finish(
         lines,
         mut state,
         file_hashes,
+        index,
+        index_failed,
         ..
     } = em;
+    if let Some(e) = index_failed {
+        return Err(e);
+    }
     let mut hashes = file_hashes
         .map(|h| h.join().unwrap_or_default())
         .unwrap_or_default();
@@ -540,6 +552,7 @@ pub(crate) fn finish(
     };
     let rejects_tmp = rejects.finish()?;
     let mut reports = vec![(warnings.finish()?, WARNINGS_FILE)];
+    reports.push((index.finish()?, INDEX_FILE));
     reports.extend(extras.files);
     if let Some(t) = state.as_mut() {
         reports.push((t.changes_file()?, crate::state::CHANGES_FILE));

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
+use crate::alma_ids::AlmaIndex;
 use crate::dedupe::{IdSet, Owner};
 use crate::error::{Error, Result};
 use crate::outdir::hidden_temp;
@@ -53,6 +55,12 @@ pub(crate) struct Emitter<'o> {
     /// Change detection (`--state`): classifies each user written, in
     /// input order, and says whether it goes into the package.
     pub(crate) state: Option<crate::state::Tracker>,
+    /// Alma's own users and the profile's match id (`--alma-users`).
+    alma: Option<(Arc<AlmaIndex>, String)>,
+    /// `index.csv`: where each written user came from, for `triage`.
+    pub(super) index: RejectsWriter,
+    /// The first error writing `index.csv`.
+    pub(super) index_failed: Option<Error>,
 }
 
 impl<'o> Emitter<'o> {
@@ -103,6 +111,13 @@ impl<'o> Emitter<'o> {
                 )?),
                 None => None,
             },
+            alma: opts
+                .run
+                .alma
+                .clone()
+                .map(|ix| (ix, opts.profile.rules.match_id.trim().to_string())),
+            index_failed: None,
+            index: RejectsWriter::with_header(&opts.run.out_dir, &INDEX_HEADER, INDEX_FILE)?,
         })
     }
 
@@ -150,15 +165,38 @@ impl<'o> Emitter<'o> {
         }
     }
 
-    /// Claims a mapped user's identifiers (first wins, in call order).
-    pub(crate) fn claim<'a>(
-        &mut self,
-        values: impl IntoIterator<Item = (&'a str, &'a str, bool)>,
-        owner: Owner,
-    ) -> std::result::Result<(), Fail> {
+    /// Claims a mapped user's identifiers (first wins, in call order),
+    /// after checking them against Alma's own users when given; a user
+    /// Alma would refuse claims nothing. A claimed user gets its row in
+    /// `index.csv` (the current record number is its number).
+    pub(crate) fn claim<'a, I>(&mut self, values: I, owner: Owner) -> std::result::Result<(), Fail>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str, bool)>,
+        I::IntoIter: Clone,
+    {
+        let values = values.into_iter();
         let set = self.ids.get_or_insert_with(Default::default);
-        set.claim_values(values, owner)
-            .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))
+        if let Some((ix, match_id)) = &self.alma {
+            ix.check(values.clone(), match_id, set.case())?;
+        }
+        set.claim_values(values.clone(), owner)
+            .map_err(|c| duplicate_fail(&c, owner.file, self.inputs))?;
+        let primary = values.clone().find(|v| v.2).map_or("", |v| v.1.trim());
+        self.index_row(primary, owner.file, owner.line, self.read);
+        Ok(())
+    }
+
+    /// Writes one row of `index.csv` (a user written). A write error
+    /// fails the run at `finish`, not this record.
+    pub(crate) fn index_row(&mut self, primary_id: &str, file: u32, line: u64, record: u64) {
+        if self.index_failed.is_some() {
+            return;
+        }
+        let path = self.inputs[file as usize].display().to_string();
+        self.index_failed = self
+            .index
+            .write_row(&[primary_id, &path, &line.to_string(), &record.to_string()])
+            .err();
     }
 
     /// Accepts a user whose identifiers were claimed, from `lines`
@@ -319,6 +357,15 @@ impl RejectsWriter {
 
     /// Starts a report of the same shape with its own header and name.
     pub(crate) fn open(dir: &Path, header: [&str; 8], name: &'static str) -> Result<RejectsWriter> {
+        RejectsWriter::with_header(dir, &header, name)
+    }
+
+    /// Starts a CSV report with any header.
+    pub(crate) fn with_header(
+        dir: &Path,
+        header: &[&str],
+        name: &'static str,
+    ) -> Result<RejectsWriter> {
         let tmp = hidden_temp(dir, ".csv.tmp")?;
         let f = tmp.reopen().map_err(|e| Error::io(name, e))?;
         let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
@@ -351,6 +398,13 @@ impl RejectsWriter {
                 field,
                 message,
             ])
+            .map_err(|e| Error::io(self.name, e.into()))
+    }
+
+    /// Writes one row of any shape.
+    pub(crate) fn write_row(&mut self, row: &[&str]) -> Result<()> {
+        self.wtr
+            .write_record(row)
             .map_err(|e| Error::io(self.name, e.into()))
     }
 

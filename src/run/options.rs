@@ -71,4 +71,8 @@ pub struct RunOptions {
     /// Change detection against a state file (`--state`); `None` runs
     /// without memory of past runs.
     pub state: Option<crate::state::StateOptions>,
+    /// Alma's own users (`convert --alma-users`, `[alma] users` in a
+    /// job): every user is checked against them before it is accepted.
+    /// Built by the caller from Alma's export (the `alma` module).
+    pub alma: Option<std::sync::Arc<crate::alma_ids::AlmaIndex>>,
 }
