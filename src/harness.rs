@@ -234,6 +234,7 @@ fn run_once(
             engine,
             mmap: MmapChoice::Never,
             output: Default::default(),
+            progress: Default::default(),
         },
     };
     convert(&opts).map_err(|e| e.to_string())?;

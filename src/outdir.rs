@@ -101,6 +101,7 @@ pub const REPORT_FILES: &[&str] = &[
     "summary.json",
     "duplicates.csv",
     "warnings.csv",
+    "report.html",
 ];
 
 /// Prefix of every temporary file a run creates (and older versions

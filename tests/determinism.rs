@@ -103,6 +103,7 @@ fn run_with(
             engine,
             mmap,
             output: Default::default(),
+            progress: Default::default(),
         },
     };
     match convert(&opts) {

@@ -2,6 +2,7 @@
 //! (`--job`), and the human summary it prints.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use patronload::job::{convert_job, Job, JobOptions};
@@ -12,6 +13,7 @@ use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::ConvertArgs;
+use super::progress::Bar;
 use super::{output_options, plural, print_counts, print_removed, print_zips};
 
 pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
@@ -38,7 +40,9 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             MmapChoice::Auto
         },
         output: output_options(&args.output.publish),
+        progress: Arc::default(),
     };
+    let bar = Bar::start(&run.progress, args.output.quiet, "convert");
     let result = match (&args.job, &args.profile) {
         (Some(job), _) => Job::load(job).and_then(|job| convert_job(&JobOptions { job, run })),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
@@ -54,6 +58,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             "give --profile with inputs, or --job".into(),
         )),
     };
+    bar.finish();
     match result {
         Ok(outcome) => {
             // A UTF-8 extract that is really "ANSI" loses every accented
@@ -135,7 +140,8 @@ fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     }
     print_removed(&o.removed_stale);
     eprintln!(
-        "  reports: {}, {} and {} in {}",
+        "  reports: {}, {}, {} and {} in {}",
+        patronload::html::REPORT_FILE,
         patronload::run::convert::REJECTS_FILE,
         patronload::run::convert::WARNINGS_FILE,
         patronload::run::convert::SUMMARY_FILE,

@@ -5,6 +5,7 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod progress;
 
 use patronload::outdir::OutputOptions;
 use std::path::PathBuf;

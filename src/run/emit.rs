@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
@@ -15,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::outdir::hidden_temp;
 use crate::report::{Fail, InputInfo, LineCounts, MapStats, REJECT_HEADER, WARNING_HEADER};
 use crate::write::package::EntryBuilder;
+
+use super::progress::{InputBytes, Progress};
 
 use super::convert::*;
 
@@ -43,6 +46,10 @@ pub(crate) struct Emitter<'o> {
     pub(crate) superseded: u64,
     /// Physical lines by outcome, per input.
     pub(super) lines: Vec<LineCounts>,
+    /// What a progress display reads (records, rejects, bytes).
+    pub(crate) progress: Arc<Progress>,
+    /// The inputs' sizes, to turn text positions into bytes read.
+    pub(crate) bytes: InputBytes,
 }
 
 impl<'o> Emitter<'o> {
@@ -66,13 +73,22 @@ impl<'o> Emitter<'o> {
             file_blank_start: 0,
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
+            progress: Arc::clone(&opts.run.progress),
+            bytes: InputBytes::of(&opts.inputs),
         })
     }
 
     /// Numbers the next record.
     pub(crate) fn next_number(&mut self) -> u64 {
         self.read += 1;
+        self.progress.set_records(self.read);
         self.read
+    }
+
+    /// Tells the progress display that input `idx` is read up to `pos` of
+    /// its `len` bytes of text.
+    pub(crate) fn read_to(&self, idx: usize, pos: usize, len: usize) {
+        self.progress.set_bytes(self.bytes.at(idx, pos, len));
     }
 
     /// Makes room in the identifier set for what the rest of the run is
@@ -161,6 +177,7 @@ impl<'o> Emitter<'o> {
             .entry(fail.reason.code().to_string())
             .or_default() += 1;
         self.rejected += 1;
+        self.progress.set_rejects(self.rejected);
         Ok(())
     }
 
@@ -234,6 +251,8 @@ pub(crate) struct RejectsWriter {
     pub(super) wtr: csv::Writer<BufWriter<File>>,
     pub(super) tmp: NamedTempFile,
     pub(super) name: &'static str,
+    /// The rows aggregated for report.html.
+    pub(crate) digest: crate::html::RejectDigest,
 }
 
 impl RejectsWriter {
@@ -249,7 +268,12 @@ impl RejectsWriter {
         let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
         wtr.write_record(header)
             .map_err(|e| Error::io(name, e.into()))?;
-        Ok(RejectsWriter { wtr, tmp, name })
+        Ok(RejectsWriter {
+            wtr,
+            tmp,
+            name,
+            digest: Default::default(),
+        })
     }
 
     /// Writes one row (the columns of [`REJECT_HEADER`]).
@@ -265,6 +289,8 @@ impl RejectsWriter {
         field: &str,
         message: &str,
     ) -> Result<()> {
+        self.digest
+            .note(source, line, number, primary_id, reason, field, message);
         self.wtr
             .write_record([
                 source,
@@ -281,7 +307,9 @@ impl RejectsWriter {
 
     /// Flushes and syncs the report; returns its temporary file.
     pub(crate) fn finish(self) -> Result<NamedTempFile> {
-        let RejectsWriter { mut wtr, tmp, name } = self;
+        let RejectsWriter {
+            mut wtr, tmp, name, ..
+        } = self;
         wtr.flush().map_err(|e| Error::io(name, e))?;
         let inner = wtr
             .into_inner()

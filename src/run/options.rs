@@ -3,11 +3,13 @@
 //! means the same thing everywhere and the binary builds it once.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
 use crate::outdir::OutputOptions;
 use crate::read::input::MmapChoice;
+use crate::run::progress::Progress;
 use crate::write::package::Limits;
 
 /// Which engine runs the stages.
@@ -68,4 +70,7 @@ pub struct RunOptions {
     pub mmap: MmapChoice,
     /// Locking and file modes of the output directory.
     pub output: OutputOptions,
+    /// Counters the run updates as it goes, for a progress display
+    /// (`Default::default()` when nobody watches). Never changes the output.
+    pub progress: Arc<Progress>,
 }
