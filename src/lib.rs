@@ -33,6 +33,7 @@ pub mod gen;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
 pub mod html;
+pub mod init;
 pub mod job;
 pub mod map;
 pub mod model;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli::convert::run_convert(args),
         Command::Check(args) => cli::check::run_check(args),
         Command::Repack(args) => cli::check::run_repack(args),
+        Command::Init(args) => cli::init::run_init(args),
     }
 }
 

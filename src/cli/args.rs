@@ -88,6 +88,10 @@ pub enum Command {
     /// deterministic package, with rejects.csv and summary.json.
     #[command(after_help = EXIT_CODES)]
     Repack(RepackArgs),
+    /// Propose a commented profile for an extract: encoding, delimiter or
+    /// fixed width, header, the columns it recognises, a user group table
+    /// of the codes found; TODOs for the rest.
+    Init(super::init::InitArgs),
 }
 
 const CHECK_EXIT_CODES: &str = "\

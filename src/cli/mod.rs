@@ -5,6 +5,7 @@
 pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod convert;
+pub(crate) mod init;
 pub(crate) mod progress;
 
 use patronload::outdir::OutputOptions;
