@@ -31,3 +31,5 @@ mod chars;
 // Every input line accounted for: random faulty extracts against an
 // independent model of the reader (issue 11).
 mod differential;
+// What people see: progress on a terminal, report.html in a browser, init.
+mod ux;

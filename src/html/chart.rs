@@ -37,7 +37,7 @@ impl BarChart {
             let rest: Vec<_> = items.split_off(max.saturating_sub(1));
             let n = rest.len();
             let sum = rest.iter().map(|r| r.1).sum();
-            items.push((format!("{n} others"), sum));
+            items.push((format!("{} others", num(n as u64)), sum));
         }
         BarChart::with_values(items.into_iter().map(|(l, n)| (l, n, num(n))).collect())
     }

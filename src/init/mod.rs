@@ -184,6 +184,7 @@ pub fn propose_bytes(
     };
     w.header(stem, &enc, preset, data.len());
     w.input(&layout, header, &cols, renamed, ragged, &multiline);
+    w.encoding(&enc);
     w.output(stem);
     w.fields(&cols, data.len());
     let Writer { out, notes, .. } = w;
@@ -321,7 +322,21 @@ impl Writer {
         self.line("# open report.html beside the package, and fix them.");
         self.line(&format!("# Encoding: {}.", enc.why));
         self.line("");
-        let _ = enc;
+    }
+
+    /// The last key of `[input]` (the blank line after it is written by
+    /// [`Writer::input`], so this goes before it).
+    fn encoding(&mut self, enc: &sniff::Encoding) {
+        let line = format!("encoding = {}\n", q(enc.label));
+        let at = self.out.rfind("\n\n").map_or(self.out.len(), |i| i + 1);
+        self.out.insert_str(at, &line);
+        if enc.label == "windows-1252" {
+            self.notes.push(
+                "not valid UTF-8: read as Windows-1252 (\"ANSI\"); if accented letters come out \
+                 wrong, ask for a UTF-8 export"
+                    .into(),
+            );
+        }
     }
 
     fn input(
