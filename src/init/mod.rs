@@ -2,8 +2,8 @@
 //! yet.
 //!
 //! [`propose`] sniffs the encoding, the layout (delimiter and quoting, or
-//! fixed-width columns) and the header ([`sniff`]), maps the columns it
-//! recognises by the names the usual systems give them ([`names`], with a
+//! fixed-width columns) and the header (`sniff`), maps the columns it
+//! recognises by the names the usual systems give them (`names`, with a
 //! [`Preset`] tried first) and by their content (emails, phones, dates and
 //! their formats, a column of unique ids), and writes a commented profile
 //! with `TODO`s for what it could not decide: a user group table with the
@@ -297,8 +297,12 @@ struct Writer {
     notes: Vec<String>,
     /// The group column, its codes (`None`: too many) and filled rows,
     /// for the table written last.
-    group_table: Option<(String, Option<BTreeMap<String, usize>>, usize)>,
+    group_table: Option<GroupTable>,
 }
+
+/// The group column's name, its codes and counts (`None`: too many to
+/// list) and its filled rows.
+type GroupTable = (String, Option<BTreeMap<String, usize>>, usize);
 
 impl Writer {
     fn line(&mut self, s: &str) {

@@ -380,7 +380,7 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
             {
                 break;
             }
-            if em.next_number() % PROGRESS_EVERY == 0 {
+            if em.next_number().is_multiple_of(PROGRESS_EVERY) {
                 em.read_to(idx, rec.end, x.data().len());
             }
             let owner = Owner {
