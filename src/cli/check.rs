@@ -73,7 +73,7 @@ fn fail(e: &patronload::Error) -> ExitCode {
 /// Runs `check`.
 pub fn run_check(args: CheckArgs) -> ExitCode {
     let progress = Arc::default();
-    let bar = Bar::start(&progress, false, "check");
+    let bar = Bar::start(&progress, false);
     let result = options(&args.limits, Limits::default().users_per_file, 6).and_then(|mut o| {
         o.max_findings = args.max_findings;
         o.progress = Arc::clone(&progress);
@@ -144,7 +144,7 @@ fn print_findings(r: &CheckReport) {
 /// Runs `repack`.
 pub fn run_repack(args: RepackArgs) -> ExitCode {
     let progress = Arc::default();
-    let bar = Bar::start(&progress, args.output.quiet, "repack");
+    let bar = Bar::start(&progress, args.output.quiet);
     let result = options(
         &args.limits,
         args.output.users_per_file,

@@ -42,7 +42,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
         output: output_options(&args.output.publish),
         progress: Arc::default(),
     };
-    let bar = Bar::start(&run.progress, args.output.quiet, "convert");
+    let bar = Bar::start(&run.progress, args.output.quiet);
     let result = match (&args.job, &args.profile) {
         (Some(job), _) => Job::load(job).and_then(|job| convert_job(&JobOptions { job, run })),
         (None, Some(profile)) => Profile::load(profile).and_then(|p| {
