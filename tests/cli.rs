@@ -36,6 +36,7 @@ fn success_writes_zip_reports_and_exits_0() {
         [
             "example_users_001.zip",
             "rejects.csv",
+            "report.html",
             "summary.json",
             "warnings.csv"
         ]
@@ -205,6 +206,7 @@ fn limits_split_into_parts_and_stale_parts_are_removed() {
         [
             "example_users_001.zip",
             "rejects.csv",
+            "report.html",
             "summary.json",
             "warnings.csv"
         ]
