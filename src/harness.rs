@@ -236,6 +236,7 @@ fn run_once(
             output: Default::default(),
             state: None,
             alma: None,
+            progress: Default::default(),
         },
     };
     convert(&opts).map_err(|e| e.to_string())?;

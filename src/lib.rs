@@ -12,7 +12,8 @@
 //!    Alma decides it;
 //! 4. [`write`](mod@write): users → XML text ([`write::xml`]) → zip parts within Alma's
 //!    limits ([`write::package`]);
-//! 5. [`report`]: `rejects.csv` and `summary.json`;
+//! 5. [`report`]: `rejects.csv` and `summary.json`; [`html`]: `report.html`,
+//!    the same for a person;
 //! 6. [`outdir`]: the output directory: one run at a time, everything
 //!    published in one step, private files, no leftovers.
 //!
@@ -34,6 +35,8 @@ pub mod error;
 pub mod gen;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
+pub mod html;
+pub mod init;
 pub mod job;
 pub mod map;
 pub mod model;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run_run(args),
         Command::Triage(args) => cli::triage::run_triage(args),
         Command::Export(args) => cli::export::run_export(args),
+        Command::Init(args) => cli::init::run_init(args),
     }
 }
 

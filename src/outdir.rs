@@ -102,6 +102,7 @@ pub const REPORT_FILES: &[&str] = &[
     "duplicates.csv",
     "warnings.csv",
     "index.csv",
+    "report.html",
 ];
 
 /// Prefix of every temporary file a run creates (and older versions

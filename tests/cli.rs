@@ -37,6 +37,7 @@ fn success_writes_zip_reports_and_exits_0() {
             "example_users_001.zip",
             "index.csv",
             "rejects.csv",
+            "report.html",
             "summary.json",
             "warnings.csv"
         ]
@@ -207,6 +208,7 @@ fn limits_split_into_parts_and_stale_parts_are_removed() {
             "example_users_001.zip",
             "index.csv",
             "rejects.csv",
+            "report.html",
             "summary.json",
             "warnings.csv"
         ]

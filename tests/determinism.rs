@@ -105,6 +105,7 @@ fn run_with(
             output: Default::default(),
             state: None,
             alma: None,
+            progress: Default::default(),
         },
     };
     match convert(&opts) {

@@ -39,3 +39,5 @@ mod notify;
 mod sshd;
 // Issue 16: Alma's exports (pre-check, triage, export to the SIS).
 mod alma;
+// What people see: progress on a terminal, report.html in a browser, init.
+mod ux;

@@ -318,6 +318,9 @@ pub struct CheckOptions {
     /// How identifiers compare. By default case-insensitively, as Alma
     /// compares them for institutions set up since 2018.
     pub identifier_case: IdentifierCase,
+    /// Counters a progress display reads (users read, users with
+    /// findings, bytes of the inputs done); never changes the report.
+    pub progress: std::sync::Arc<crate::run::progress::Progress>,
 }
 
 impl Default for CheckOptions {
@@ -329,6 +332,7 @@ impl Default for CheckOptions {
             max_user_bytes: 1 << 20,
             max_findings: 10_000,
             identifier_case: IdentifierCase::Insensitive,
+            progress: Default::default(),
         }
     }
 }
@@ -467,6 +471,7 @@ impl ParseSink for Sink<'_, '_, '_> {
         let w = &mut *self.w;
         w.report.users += 1;
         w.users_here += 1;
+        w.opts.progress.set_records(w.report.users);
         let mut issues = std::mem::take(&mut w.issues);
         issues.clear();
         let node = &u.node;
@@ -557,6 +562,7 @@ impl ParseSink for Sink<'_, '_, '_> {
         }
         if !issues.is_empty() {
             w.report.users_with_findings += 1;
+            w.opts.progress.set_rejects(w.report.users_with_findings);
         }
         for i in &issues {
             let f = Finding {
@@ -630,6 +636,9 @@ pub(crate) fn walk(
         user_names: parse::V2_USER,
     };
     let mut zip_total = 0u64;
+    let sizes = crate::run::progress::InputBytes::of(inputs);
+    opts.progress
+        .begin_pass(crate::run::progress::Stage::Reading, sizes.total());
     for (idx, path) in inputs.iter().enumerate() {
         let shown = path.display().to_string();
         w.source = Source {
@@ -692,6 +701,7 @@ pub(crate) fn walk(
             entries: entries_read,
             users: w.users_here,
         });
+        opts.progress.set_bytes(sizes.at(idx, 1, 1));
     }
     Ok(w.report)
 }

@@ -22,7 +22,7 @@ use super::schema::{Content, Group, USER};
 use super::{walk, CheckOptions, CheckReport, Code, Source, Visit, Visitor};
 use crate::error::{Error, Result};
 use crate::report::{InputInfo, MapStats, Summary};
-use crate::run::convert::{in_out_dir, publish, RejectsWriter};
+use crate::run::convert::{in_out_dir, publish, report_html, RejectsWriter};
 use crate::run::options::RunOptions;
 use crate::write::package::Packager;
 
@@ -262,13 +262,30 @@ fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
         repaired,
         state: None,
     };
+    opts.run
+        .progress
+        .set_stage(crate::run::progress::Stage::Publishing);
+    let mut rejects = rejects;
+    let digest = std::mem::take(&mut rejects.digest);
     let rejects_tmp = rejects.finish()?;
+    let html = report_html(
+        &opts.run.out_dir,
+        &crate::html::ReportInput {
+            prefix,
+            summary: &summary,
+            rejects: &digest,
+            tables: Default::default(),
+            timings: None,
+            changes: None,
+            trend: None,
+        },
+    )?;
     let (published, removed_stale) = publish(
         &opts.run.out_dir,
         prefix,
         parts,
         rejects_tmp,
-        Vec::new(),
+        vec![(html, crate::html::REPORT_FILE)],
         &summary,
     )?;
     Ok(RepackOutcome {

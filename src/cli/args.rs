@@ -107,6 +107,10 @@ pub enum Command {
     /// Export users with fines or blocks from Alma's export into the file
     /// the SIS loads (columns, filter and encoding in an export profile).
     Export(ExportArgs),
+    /// Propose a commented profile for an extract: encoding, delimiter or
+    /// fixed width, header, the columns it recognises, a user group table
+    /// of the codes found; TODOs for the rest.
+    Init(super::init::InitArgs),
 }
 
 /// Flags of `patronload triage`.

@@ -3,6 +3,7 @@
 //! and `main` print.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use patronload::check::repack::{repack, RepackOptions};
 use patronload::check::{check, CheckOptions, CheckReport, CodeTables, ZipLimits};
@@ -11,6 +12,7 @@ use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::{CheckArgs, PackageLimitArgs, RepackArgs};
+use super::progress::Bar;
 use super::{plural, print_counts, print_removed, print_zips};
 
 fn options(
@@ -70,10 +72,14 @@ fn fail(e: &patronload::Error) -> ExitCode {
 
 /// Runs `check`.
 pub fn run_check(args: CheckArgs) -> ExitCode {
+    let progress = Arc::default();
+    let bar = Bar::start(&progress, false);
     let result = options(&args.limits, Limits::default().users_per_file, 6).and_then(|mut o| {
         o.max_findings = args.max_findings;
+        o.progress = Arc::clone(&progress);
         check(&args.inputs, &o)
     });
+    bar.finish();
     let report = match result {
         Ok(r) => r,
         Err(e) => return fail(&e),
@@ -137,12 +143,15 @@ fn print_findings(r: &CheckReport) {
 
 /// Runs `repack`.
 pub fn run_repack(args: RepackArgs) -> ExitCode {
+    let progress = Arc::default();
+    let bar = Bar::start(&progress, args.output.quiet);
     let result = options(
         &args.limits,
         args.output.users_per_file,
         args.output.compression_level,
     )
-    .and_then(|o| {
+    .and_then(|mut o| {
+        o.progress = Arc::clone(&progress);
         let opts = RepackOptions {
             inputs: args.inputs.clone(),
             run: RunOptions {
@@ -159,11 +168,13 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
                 output: super::output_options(&args.output.publish),
                 state: None,
                 alma: None,
+                progress: Arc::clone(&progress),
             },
             check: o,
         };
         repack(&opts)
     });
+    bar.finish();
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {

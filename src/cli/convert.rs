@@ -2,6 +2,7 @@
 //! (`--job`), and the human summary it prints.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use patronload::job::{convert_job, Job, JobOptions};
@@ -12,6 +13,7 @@ use patronload::run::options::{Engine, RunOptions};
 use patronload::write::package::Limits;
 
 use super::args::ConvertArgs;
+use super::progress::Bar;
 use super::{output_options, plural, print_counts, print_removed, print_zips};
 
 pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
@@ -104,8 +106,10 @@ pub(crate) fn convert_outcome(args: &ConvertArgs) -> patronload::Result<Outcome>
         output: output_options(&args.output.publish),
         state: None,
         alma: None,
+        progress: Arc::default(),
     };
-    match (&args.job, &args.profile) {
+    let bar = Bar::start(&run.progress, args.output.quiet);
+    let result = match (&args.job, &args.profile) {
         (Some(job), _) => Job::load(job).and_then(|job| {
             let mut run = run;
             run.state = super::state::options(&args.state, job.state.clone());
@@ -128,7 +132,9 @@ pub(crate) fn convert_outcome(args: &ConvertArgs) -> patronload::Result<Outcome>
         (None, None) => Err(patronload::Error::Usage(
             "give --profile with inputs, or --job".into(),
         )),
-    }
+    };
+    bar.finish();
+    result
 }
 
 fn engine(args: &ConvertArgs) -> Engine {
@@ -185,7 +191,8 @@ pub(crate) fn report(o: &Outcome, args: &ConvertArgs, started: Instant) {
     }
     print_removed(&o.removed_stale);
     eprintln!(
-        "  reports: {}, {} and {} in {}",
+        "  reports: {}, {}, {} and {} in {}",
+        patronload::html::REPORT_FILE,
         patronload::run::convert::REJECTS_FILE,
         patronload::run::convert::WARNINGS_FILE,
         patronload::run::convert::SUMMARY_FILE,

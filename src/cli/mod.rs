@@ -9,6 +9,8 @@ pub(crate) mod convert;
 pub(crate) mod deliver;
 pub(crate) mod export;
 pub(crate) mod history;
+pub(crate) mod init;
+pub(crate) mod progress;
 pub(crate) mod run;
 pub(crate) mod state;
 pub(crate) mod triage;

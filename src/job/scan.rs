@@ -57,6 +57,8 @@ impl Ctx<'_> {
         let mut file = 0u32;
         let mut number = 0u64;
         let (mut recs, mut ahead): (Vec<RawRecord>, Vec<RawRecord>) = (Vec::new(), Vec::new());
+        let sizes = crate::run::progress::InputBytes::of(&self.base.inputs);
+        let progress = &self.base.run.progress;
         for (si, src) in job.sources.iter().enumerate() {
             let mut mapper: Option<Mapper> = None;
             for path in &src.inputs {
@@ -106,11 +108,13 @@ impl Ctx<'_> {
                             },
                         )
                     });
+                    let end = batch.last().map_or(0, |r| r.end);
                     take(Event::Batch {
                         source: si,
                         recs: batch,
                         chunks,
                     })?;
+                    progress.set_bytes(sizes.at(file as usize, end, x.data().len()));
                     std::mem::swap(&mut recs, &mut ahead);
                     n = next?;
                 }

@@ -38,6 +38,7 @@ use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
 use crate::run::engine::{compression_tokens, finish_placing, place_in_order, Compressed};
+use crate::run::progress::Stage;
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
 
@@ -114,6 +115,8 @@ pub(super) fn run(
         .flat_map(|(si, s)| s.inputs.iter().map(move |_| si))
         .collect();
 
+    let total = em.bytes.total();
+    em.progress.begin_pass(Stage::Scanning, total);
     // 1. Keys.
     let Keys {
         people,
@@ -143,6 +146,7 @@ pub(super) fn run(
     let kept = map_ahead(&ctx, &mut flags, &decided)?;
 
     // 3. Users.
+    em.progress.begin_pass(Stage::Reading, total);
     let streamed = second_pass(
         &ctx,
         prefix,
@@ -730,6 +734,7 @@ fn second_pass(
             }
             Ok(())
         });
+        em.progress.set_stage(Stage::Compressing);
         let consumed = consumed.and_then(|()| match docs.take() {
             Some(last) => submit(last),
             None => Ok(()),

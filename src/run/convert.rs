@@ -347,6 +347,8 @@ fn run_and_publish(opts: &ConvertOptions, dialect: Dialect, prefix: &str) -> Res
         mapper: None,
     };
     let mut em = Emitter::new(opts)?;
+    em.progress
+        .begin_pass(super::progress::Stage::Reading, em.bytes.total());
     let placer = Placer::new(&opts.run.out_dir, prefix, opts.run.limits);
     let parts = match opts.run.engine {
         Engine::Reference => run_reference(&mut setup, &mut em, placer)?,
@@ -389,7 +391,9 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
             {
                 break;
             }
-            em.next_number();
+            if em.next_number().is_multiple_of(PROGRESS_EVERY) {
+                em.read_to(idx, rec.end, x.data().len());
+            }
             let owner = Owner {
                 file: rec.file,
                 line: rec.line,
@@ -431,17 +435,23 @@ fn run_reference(setup: &mut Setup, em: &mut Emitter, mut placer: Placer) -> Res
         stats.blank_lines += rdr.trailing_blank();
         em.stats.merge(std::mem::take(&mut stats));
         em.end_file(idx, x.line_totals());
+        em.read_to(idx, x.data().len(), x.data().len());
     }
     for user_xml in em.departed()? {
         if let Some((doc, users)) = em.add_extra(&user_xml) {
             placer.place(compress_entry(&doc, users, level, mtime)?)?;
         }
     }
+    em.progress.set_stage(super::progress::Stage::Compressing);
     if let Some((doc, users)) = em.last_document() {
         placer.place(compress_entry(&doc, users, level, mtime)?)?;
     }
     placer.finish()
 }
+
+/// How many records the reference engine reads between two updates of
+/// the bytes read (the records themselves are counted one by one).
+const PROGRESS_EVERY: u64 = 1024;
 
 /// An I/O-level parse error of input `idx`, with its position.
 pub(crate) fn csv_err(opts: &ConvertOptions, idx: usize, e: csv::Error) -> Error {
@@ -460,8 +470,9 @@ pub(crate) fn finish(
     prefix: &str,
     extras: Extras,
 ) -> Result<Outcome> {
+    em.progress.set_stage(super::progress::Stage::Publishing);
     let Emitter {
-        rejects,
+        mut rejects,
         warnings,
         warned,
         suspects,
@@ -550,6 +561,7 @@ pub(crate) fn finish(
         Some(t) => Some(t.report(written)?),
         None => None,
     };
+    let digest = std::mem::take(&mut rejects.digest);
     let rejects_tmp = rejects.finish()?;
     let mut reports = vec![(warnings.finish()?, WARNINGS_FILE)];
     reports.push((index.finish()?, INDEX_FILE));
@@ -605,6 +617,27 @@ pub(crate) fn finish(
         repaired: BTreeMap::new(),
         state: state_report,
     };
+    reports.push((
+        report_html(
+            &opts.run.out_dir,
+            &crate::html::ReportInput {
+                prefix,
+                summary: &summary,
+                rejects: &digest,
+                tables: crate::html::field_tables(&opts.profile),
+                timings: None,
+                changes: summary.state.as_ref().map(|st| crate::html::Changes {
+                    new: st.changes.new,
+                    changed: st.changes.changed,
+                    unchanged: st.changes.unchanged,
+                    departed: st.changes.departed,
+                    returned: st.changes.returned,
+                }),
+                trend: None,
+            },
+        )?,
+        crate::html::REPORT_FILE,
+    ));
     let (published, removed_stale) = publish(
         &opts.run.out_dir,
         prefix,
@@ -623,6 +656,18 @@ pub(crate) fn finish(
         removed_stale,
         state,
     })
+}
+
+/// Renders `report.html` into a staged temporary file of `dir`.
+pub(crate) fn report_html(dir: &Path, input: &crate::html::ReportInput) -> Result<NamedTempFile> {
+    let name = crate::html::REPORT_FILE;
+    let mut tmp = hidden_temp(dir, ".html.tmp")?;
+    tmp.write_all(crate::html::render(input).as_bytes())
+        .map_err(|e| Error::io(dir.join(name), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(dir.join(name), e))?;
+    Ok(tmp)
 }
 
 /// Empties a vector of borrowed fields so its allocation can be reused for

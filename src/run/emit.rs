@@ -18,6 +18,8 @@ use crate::outdir::hidden_temp;
 use crate::report::{Fail, InputInfo, LineCounts, MapStats, REJECT_HEADER, WARNING_HEADER};
 use crate::write::package::EntryBuilder;
 
+use super::progress::{InputBytes, Progress};
+
 use super::convert::*;
 
 /// The thread hashing the run's files: (size, SHA-256) of each, `None`
@@ -61,6 +63,10 @@ pub(crate) struct Emitter<'o> {
     pub(super) index: RejectsWriter,
     /// The first error writing `index.csv`.
     pub(super) index_failed: Option<Error>,
+    /// What a progress display reads (records, rejects, bytes).
+    pub(crate) progress: Arc<Progress>,
+    /// The inputs' sizes, to turn text positions into bytes read.
+    pub(crate) bytes: InputBytes,
 }
 
 impl<'o> Emitter<'o> {
@@ -118,6 +124,8 @@ impl<'o> Emitter<'o> {
                 .map(|ix| (ix, opts.profile.rules.match_id.trim().to_string())),
             index_failed: None,
             index: RejectsWriter::with_header(&opts.run.out_dir, &INDEX_HEADER, INDEX_FILE)?,
+            progress: Arc::clone(&opts.run.progress),
+            bytes: InputBytes::of(&opts.inputs),
         })
     }
 
@@ -154,7 +162,14 @@ impl<'o> Emitter<'o> {
     /// Numbers the next record.
     pub(crate) fn next_number(&mut self) -> u64 {
         self.read += 1;
+        self.progress.set_records(self.read);
         self.read
+    }
+
+    /// Tells the progress display that input `idx` is read up to `pos` of
+    /// its `len` bytes of text.
+    pub(crate) fn read_to(&self, idx: usize, pos: usize, len: usize) {
+        self.progress.set_bytes(self.bytes.at(idx, pos, len));
     }
 
     /// Makes room in the identifier set for what the rest of the run is
@@ -272,6 +287,7 @@ impl<'o> Emitter<'o> {
             .entry(fail.reason.code().to_string())
             .or_default() += 1;
         self.rejected += 1;
+        self.progress.set_rejects(self.rejected);
         Ok(())
     }
 
@@ -347,6 +363,8 @@ pub(crate) struct RejectsWriter {
     pub(super) wtr: csv::Writer<BufWriter<File>>,
     pub(super) tmp: NamedTempFile,
     pub(super) name: &'static str,
+    /// The rows aggregated for report.html.
+    pub(crate) digest: crate::html::RejectDigest,
 }
 
 impl RejectsWriter {
@@ -371,7 +389,12 @@ impl RejectsWriter {
         let mut wtr = csv::Writer::from_writer(BufWriter::new(f));
         wtr.write_record(header)
             .map_err(|e| Error::io(name, e.into()))?;
-        Ok(RejectsWriter { wtr, tmp, name })
+        Ok(RejectsWriter {
+            wtr,
+            tmp,
+            name,
+            digest: Default::default(),
+        })
     }
 
     /// Writes one row (the columns of [`REJECT_HEADER`]).
@@ -387,6 +410,8 @@ impl RejectsWriter {
         field: &str,
         message: &str,
     ) -> Result<()> {
+        self.digest
+            .note(source, line, number, primary_id, reason, field, message);
         self.wtr
             .write_record([
                 source,
@@ -410,7 +435,9 @@ impl RejectsWriter {
 
     /// Flushes and syncs the report; returns its temporary file.
     pub(crate) fn finish(self) -> Result<NamedTempFile> {
-        let RejectsWriter { mut wtr, tmp, name } = self;
+        let RejectsWriter {
+            mut wtr, tmp, name, ..
+        } = self;
         wtr.flush().map_err(|e| Error::io(name, e))?;
         let inner = wtr
             .into_inner()

@@ -321,6 +321,8 @@ pub(crate) fn run(
                     start = end;
                 }
             }
+            em.progress
+                .set_stage(crate::run::progress::Stage::Compressing);
             if doc.users > 0 {
                 submit(doc)?;
             }
@@ -437,6 +439,7 @@ fn run_file<'s>(
         if let Some(buf) = consume(em, out, docs)? {
             let _ = buf_back.send(buf);
         }
+        em.read_to(idx, shards[next_consume].end, x.data().len());
         next_consume += 1;
     }
 }

@@ -1,4 +1,5 @@
-//! Running one feed: the options of a run ([`options`]), the ordered `Emitter`
+//! Running one feed: the options of a run ([`options`]), what it reports as it
+//! goes ([`progress`]), the ordered `Emitter`
 //! (`emit`)
 //! that takes every decision that depends on input order, and the two
 //! engines (the one-thread reference and the parallel one) that feed it.
@@ -9,3 +10,4 @@ pub mod convert;
 mod emit;
 pub(crate) mod engine;
 pub mod options;
+pub mod progress;

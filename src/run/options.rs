@@ -3,11 +3,13 @@
 //! means the same thing everywhere and the binary builds it once.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
 use crate::outdir::OutputOptions;
 use crate::read::input::MmapChoice;
+use crate::run::progress::Progress;
 use crate::write::package::Limits;
 
 /// Which engine runs the stages.
@@ -75,4 +77,7 @@ pub struct RunOptions {
     /// job): every user is checked against them before it is accepted.
     /// Built by the caller from Alma's export (the `alma` module).
     pub alma: Option<std::sync::Arc<crate::alma_ids::AlmaIndex>>,
+    /// Counters the run updates as it goes, for a progress display
+    /// (`Default::default()` when nobody watches). Never changes the output.
+    pub progress: Arc<Progress>,
 }
