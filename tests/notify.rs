@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -339,4 +340,69 @@ fn run_job_reads_delivery_from_the_job_file() {
     assert_status(&bad, 2);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("targets: prod"));
     assert!(!tmp.path().join("never").exists());
+}
+
+/// `run --state`: the state moves only with a delivered package. A
+/// delivery refused (wrong pin, exit 5) commits nothing, so the next run
+/// still finds every user new; once delivered, a delta of the same extract
+/// has nothing to send.
+#[test]
+fn run_commits_the_state_only_after_a_delivery() {
+    if !crate::sshd::available() {
+        return;
+    }
+    let s = Sshd::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("delivery.toml");
+    let state = tmp.path().join("state.db");
+    let write_cfg = |pin: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[delivery.dev]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\n\
+                 key_file = \"{}\"\nhost_key = \"{pin}\"\nremote_dir = \"{}\"\nretries = 0\n",
+                s.port,
+                s.client_key.display(),
+                s.remote.display()
+            ),
+        )
+        .unwrap();
+    };
+    let run = |out: &Path, cmd: &[&str]| {
+        patronload()
+            .current_dir(root())
+            .args(cmd)
+            .args(["--profile", "examples/students.toml", "--out"])
+            .arg(out)
+            .args(["--as-of", "2026-11-24", "--state"])
+            .arg(&state)
+            .args(["--max-reject-rate", "100", "examples/students.csv"])
+            .output()
+            .unwrap()
+    };
+    let changes = |out: &Path| summary(out)["changes"].clone();
+
+    write_cfg("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let out1 = tmp.path().join("out1");
+    let cfg_s = cfg.to_str().unwrap();
+    let failed = run(&out1, &["run", "--target", "dev", "--config", cfg_s]);
+    assert_status(&failed, 5);
+    let users = summary(&out1)["users_written"].as_u64().unwrap();
+    assert!(users > 0);
+    assert_eq!(changes(&out1)["new"].as_u64(), Some(users));
+
+    write_cfg(&s.fingerprint());
+    let out2 = tmp.path().join("out2");
+    let ok = run(&out2, &["run", "--target", "dev", "--config", cfg_s]);
+    assert_status(&ok, 0);
+    // The refused run was never committed: everyone is still new.
+    assert_eq!(changes(&out2)["new"].as_u64(), Some(users));
+    assert_eq!(changes(&out2)["unchanged"].as_u64(), Some(0));
+
+    let out3 = tmp.path().join("out3");
+    let delta = run(&out3, &["convert", "--package", "delta"]);
+    assert_status(&delta, 0);
+    assert_eq!(changes(&out3)["unchanged"].as_u64(), Some(users));
+    assert_eq!(changes(&out3)["new"].as_u64(), Some(0));
+    assert!(!out3.join("example_users_001.zip").exists());
 }
