@@ -10,7 +10,7 @@ use clap::Parser;
 use cli::args::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::run::job_as_flag(std::env::args_os().collect()));
     on_signal_clean_up();
     match cli.command {
         Command::Convert(args) => cli::convert::run_convert(args),

@@ -309,8 +309,9 @@ fn run_job_reads_delivery_from_the_job_file() {
         .output()
         .unwrap();
     assert_status(&conv, 0);
+    // The nightly form: the job file first, no --job.
     let run = patronload()
-        .args(["run", "--job"])
+        .arg("run")
         .arg(&job)
         .arg("--out")
         .arg(&out)

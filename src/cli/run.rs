@@ -13,6 +13,60 @@ use super::args::RunArgs;
 use super::convert::{commit_state, convert_outcome, needs_review, report};
 use super::deliver::deliver_to;
 
+/// `patronload run JOB.toml --target NAME`: the nightly job names its
+/// job file first, without `--job`. `run` takes every flag of `convert`,
+/// whose positional arguments are a profile's extracts, so a lone `.toml`
+/// positional of `run` given without `--profile` or `--job` is read as
+/// `--job` (any other command line is left as it is).
+pub(crate) fn job_as_flag(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if argv.get(1).is_none_or(|a| a != "run") {
+        return argv;
+    }
+    let given = |flag: &str| {
+        argv.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+    };
+    if given("--profile") || given("--job") {
+        return argv;
+    }
+    // Flags of `run` and `convert` that take a value: their value is not
+    // a positional.
+    let takes_value = |a: &str| {
+        !a.contains('=')
+            && a.starts_with("--")
+            && !matches!(
+                a,
+                "--dry-run"
+                    | "--quiet"
+                    | "--reference"
+                    | "--no-mmap"
+                    | "--accept-changes"
+                    | "--wait"
+                    | "--group-readable"
+                    | "--help"
+            )
+    };
+    let mut positional = Vec::new();
+    let mut i = 2;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a.starts_with('-') {
+            i += if takes_value(&a) { 2 } else { 1 };
+            continue;
+        }
+        positional.push(i);
+        i += 1;
+    }
+    if let [only] = positional[..] {
+        if argv[only].to_string_lossy().ends_with(".toml") {
+            argv.insert(only, "--job".into());
+        }
+    }
+    argv
+}
+
 pub(crate) fn run_run(args: RunArgs) -> ExitCode {
     let started = Instant::now();
     let quiet = args.convert.output.quiet;
@@ -179,5 +233,39 @@ fn send(config: &Option<NotifyConfig>, event: When, target: &str, what: &str, bo
     };
     for e in notify::send(c, &msg) {
         eprintln!("patronload: notification not sent: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_as_flag;
+
+    fn argv(s: &str) -> Vec<std::ffi::OsString> {
+        s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn a_lone_toml_of_run_is_the_job() {
+        assert_eq!(
+            job_as_flag(argv("p run nightly.toml --target prod --out o -q")),
+            argv("p run --job nightly.toml --target prod --out o -q")
+        );
+        assert_eq!(
+            job_as_flag(argv("p run --out o --wait nightly.toml --target prod")),
+            argv("p run --out o --wait --job nightly.toml --target prod")
+        );
+    }
+
+    #[test]
+    fn other_command_lines_are_left_alone() {
+        for line in [
+            "p run --profile p.toml --target prod x.csv",
+            "p run --job j.toml --target prod",
+            "p run --target prod --config c.toml a.csv",
+            "p run --target prod a.toml b.toml",
+            "p convert nightly.toml",
+        ] {
+            assert_eq!(job_as_flag(argv(line)), argv(line), "{line}");
+        }
     }
 }
