@@ -450,6 +450,12 @@ pub struct Summary {
     /// `changes_by_field`, `guards` and `state`; absent without a state.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateReport>,
+    /// When this run started, how long its stages took, and the exit
+    /// status it ends with (for monitoring). The only part of the summary
+    /// that differs between two runs of the same inputs; absent for
+    /// `repack`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
 }
 
 /// Users by how they compare with what the state file says was sent.
@@ -557,4 +563,28 @@ pub struct JobSummary {
     pub decided_by: BTreeMap<String, u64>,
     /// Values merged from superseded records into their winners.
     pub merged_values: u64,
+}
+
+/// The wall-clock side of a run, in `summary.json` under `run`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// Start time, RFC 3339, UTC, to the second.
+    pub started_at: String,
+    /// Wall time per stage, in order: `convert` (read, map, dedupe and
+    /// compress, which overlap in the pipeline) and `reports` (the checks
+    /// and the reports written before the publish step).
+    pub stages: Vec<StageSeconds>,
+    /// The exit status the run ends with once published: 0, or 3 when the
+    /// reject rate is over the threshold or an encoding is suspect (a run
+    /// that ends otherwise publishes no summary).
+    pub exit_status: u8,
+}
+
+/// One stage of a run and its wall time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSeconds {
+    /// The stage's name.
+    pub name: String,
+    /// Seconds, to the millisecond.
+    pub seconds: f64,
 }

@@ -114,3 +114,59 @@ fn example_converts_as_the_truth_file_says() {
         assert!(!report.contains(name));
     }
 }
+
+/// `summary.json` carries what monitoring needs (issue 17): the tool's
+/// version, the profile's and each input's SHA-256 and size, and under
+/// `run` the start time, the stages' durations and the exit status the run
+/// ends with (3 here: the reject rate is held to 1 %).
+#[test]
+fn summary_has_the_monitoring_fields() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = patronload()
+        .current_dir(root())
+        .args(["convert", "--profile", "examples/students.toml", "--out"])
+        .arg(&out)
+        .args(["--as-of", "2026-11-24", "--max-reject-rate", "1"])
+        .arg("examples/students.csv")
+        .output()
+        .unwrap();
+    assert_status(&o, 3);
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["tool_version"], env!("CARGO_PKG_VERSION"));
+    let input = std::fs::read(root().join("examples/students.csv")).unwrap();
+    assert_eq!(s["inputs"][0]["size"].as_u64(), Some(input.len() as u64));
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(
+        s["inputs"][0]["sha256"].as_str(),
+        Some(sha(&input).as_str())
+    );
+    let profile = std::fs::read(root().join("examples/students.toml")).unwrap();
+    assert_eq!(s["profile_sha256"].as_str(), Some(sha(&profile).as_str()));
+    let run = &s["run"];
+    assert_eq!(run["exit_status"], 3);
+    let started = run["started_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(started).is_ok(),
+        "{started}"
+    );
+    let stages: Vec<&str> = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| {
+            assert!(st["seconds"].as_f64().unwrap() >= 0.0);
+            st["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(stages, ["convert", "reports"]);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"timings\">"));
+}

@@ -77,16 +77,16 @@ pub fn assert_status(out: &Output, code: i32) {
     );
 }
 
-/// Every file of a directory, name → bytes.
+/// Every file of a directory, name → bytes (without the wall-clock parts
+/// of `summary.json` and `report.html`: see `harness::comparable`).
 pub fn dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd {
             let e = e.unwrap();
-            m.insert(
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).unwrap(),
-            );
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = patronload::harness::comparable(&name, fs::read(e.path()).unwrap());
+            m.insert(name, bytes);
         }
     }
     m

@@ -261,6 +261,7 @@ fn run(opts: &RepackOptions, prefix: &str) -> Result<RepackOutcome> {
         job: None,
         repaired,
         state: None,
+        run: None,
     };
     opts.run
         .progress

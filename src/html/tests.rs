@@ -43,6 +43,7 @@ fn summary() -> Summary {
         profile_sha256: None,
         job_sha256: None,
         state: None,
+        run: None,
     }
 }
 

@@ -471,6 +471,7 @@ pub(crate) fn finish(
     extras: Extras,
 ) -> Result<Outcome> {
     em.progress.set_stage(super::progress::Stage::Publishing);
+    let reports_start = std::time::Instant::now();
     let Emitter {
         mut rejects,
         warnings,
@@ -489,6 +490,7 @@ pub(crate) fn finish(
         file_hashes,
         index,
         index_failed,
+        started,
         ..
     } = em;
     if let Some(e) = index_failed {
@@ -616,7 +618,30 @@ pub(crate) fn finish(
         job: extras.job,
         repaired: BTreeMap::new(),
         state: state_report,
+        run: None,
     };
+    let exit_status = if summary.reject_threshold_exceeded || !summary.encoding_suspect.is_empty() {
+        3
+    } else {
+        0
+    };
+    let millis = |d: std::time::Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+    let stages = vec![
+        crate::report::StageSeconds {
+            name: "convert".into(),
+            seconds: millis(reports_start.duration_since(started.1)),
+        },
+        crate::report::StageSeconds {
+            name: "reports".into(),
+            seconds: millis(reports_start.elapsed()),
+        },
+    ];
+    let mut summary = summary;
+    summary.run = Some(crate::report::RunInfo {
+        started_at: started.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        stages,
+        exit_status,
+    });
     reports.push((
         report_html(
             &opts.run.out_dir,
@@ -625,7 +650,15 @@ pub(crate) fn finish(
                 summary: &summary,
                 rejects: &digest,
                 tables: crate::html::field_tables(&opts.profile),
-                timings: None,
+                timings: summary.run.as_ref().map(|r| {
+                    r.stages
+                        .iter()
+                        .map(|s| crate::html::StageTime {
+                            name: s.name.clone(),
+                            seconds: s.seconds,
+                        })
+                        .collect()
+                }),
                 changes: summary.state.as_ref().map(|st| crate::html::Changes {
                     new: st.changes.new,
                     changed: st.changes.changed,

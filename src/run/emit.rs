@@ -51,6 +51,9 @@ pub(crate) struct Emitter<'o> {
     pub(crate) superseded: u64,
     /// Physical lines by outcome, per input.
     pub(super) lines: Vec<LineCounts>,
+    /// When the run started: the clock for `summary.json`, the monotonic
+    /// instant for stage durations.
+    pub(super) started: (chrono::DateTime<chrono::Utc>, std::time::Instant),
     /// Size and SHA-256 of each input, then of the profile (or job) file,
     /// hashed on a thread of its own while the run reads them.
     pub(crate) file_hashes: Option<FileHashes>,
@@ -90,6 +93,7 @@ impl<'o> Emitter<'o> {
             file_blank_start: 0,
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
+            started: (chrono::Utc::now(), std::time::Instant::now()),
             file_hashes: {
                 let files: Vec<PathBuf> = opts
                     .inputs
