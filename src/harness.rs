@@ -377,7 +377,7 @@ fn check_xml(xml: &str, ids: &mut HashSet<String>) -> u64 {
 
 /// A published file's bytes without what differs between two runs of the
 /// same inputs: `summary.json`'s `run` (start time, stage durations) and
-/// `report.html`'s timings section. Every other byte of a package must be
+/// `report.html`'s timings and trend (labelled by start time) sections. Every other byte of a package must be
 /// identical for any engine, thread count, shard size or input mode, and
 /// the tests compare packages through this.
 pub fn comparable(name: &str, bytes: Vec<u8>) -> Vec<u8> {
@@ -392,19 +392,16 @@ pub fn comparable(name: &str, bytes: Vec<u8>) -> Vec<u8> {
             serde_json::to_vec_pretty(&v).expect("JSON serializes")
         }
         "report.html" => {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let start = "<section id=\"timings\">";
-            match text.find(start) {
-                Some(i) => match text[i..].find("</section>") {
-                    Some(j) => {
-                        let mut t = text.clone();
-                        t.replace_range(i..i + j + "</section>".len(), "");
-                        t.into_bytes()
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            for id in ["timings", "trend"] {
+                let start = format!("<section id=\"{id}\">");
+                if let Some(i) = text.find(&start) {
+                    if let Some(j) = text[i..].find("</section>") {
+                        text.replace_range(i..i + j + "</section>".len(), "");
                     }
-                    None => bytes,
-                },
-                None => bytes,
+                }
             }
+            text.into_bytes()
         }
         _ => bytes,
     }

@@ -234,6 +234,13 @@ fn nights_of_a_feed_against_an_oracle() {
     assert!(s2["zips"].as_array().unwrap().is_empty());
     assert!(changes(&n2.out).is_empty());
     assert!(String::from_utf8_lossy(&n2.output.stderr).contains("nothing to send"));
+    // report.html shows the changes and the trend of the committed runs
+    // (night 1) and this one: two points.
+    let html = std::fs::read_to_string(n2.out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"changes\">"));
+    let trend = &html[html.find("<section id=\"trend\">").expect("a trend section")..];
+    let trend = &trend[..trend.find("</section>").unwrap()];
+    assert!(trend.contains("the last 2 runs"), "{trend}");
 
     // Night 3: 1 % of last names changed, 2 % gone, 20 new.
     let mut x3 = x1.clone();

@@ -642,6 +642,31 @@ pub(crate) fn finish(
         stages,
         exit_status,
     });
+    // The report's trend: the last committed runs and this one.
+    let trend = match state.as_ref() {
+        Some(t) => {
+            let mut points: Vec<crate::html::TrendPoint> = t
+                .trend(29)?
+                .into_iter()
+                .map(|(label, users, rejects)| crate::html::TrendPoint {
+                    label,
+                    users,
+                    rejects,
+                })
+                .collect();
+            points.push(crate::html::TrendPoint {
+                label: summary
+                    .run
+                    .as_ref()
+                    .map(|r| r.started_at.clone())
+                    .unwrap_or_default(),
+                users: summary.users_written,
+                rejects: summary.rejected,
+            });
+            Some(points)
+        }
+        None => None,
+    };
     reports.push((
         report_html(
             &opts.run.out_dir,
@@ -666,7 +691,7 @@ pub(crate) fn finish(
                     departed: st.changes.departed,
                     returned: st.changes.returned,
                 }),
-                trend: None,
+                trend,
             },
         )?,
         crate::html::REPORT_FILE,

@@ -961,6 +961,36 @@ impl Tracker {
 
     /// Records the published run (status `published`) and returns what
     /// commits it.
+    /// The last committed runs, oldest first (at most `n`): when each
+    /// started, users written and records rejected, for the report's
+    /// trend. Empty for a new state file.
+    pub(crate) fn trend(&self, n: usize) -> Result<Vec<(String, u64, u64)>> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let path = &self.opts.path;
+        let mut stmt = conn
+            .prepare(
+                "SELECT started_at, counts FROM runs WHERE status = 'committed' \
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| db_err(path, e))?;
+        let rows = stmt
+            .query_map([n as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| db_err(path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (started, counts) = row.map_err(|e| db_err(path, e))?;
+            let c: serde_json::Value = serde_json::from_str(&counts).unwrap_or_default();
+            let n = |k: &str| c[k].as_u64().unwrap_or(0);
+            out.push((started, n("users_written"), n("rejected")));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     pub(crate) fn published(mut self, summary: &Summary) -> Result<Pending> {
         self.flush_batch()?;
         let (spool, records) = self
