@@ -238,7 +238,9 @@ fn nights_of_a_feed_against_an_oracle() {
     // (night 1) and this one: two points.
     let html = std::fs::read_to_string(n2.out.join("report.html")).unwrap();
     assert!(html.contains("<section id=\"changes\">"));
-    let trend = &html[html.find("<section id=\"trend\">").expect("a trend section")..];
+    let trend = &html[html
+        .find("<section id=\"trend\">")
+        .expect("a trend section")..];
     let trend = &trend[..trend.find("</section>").unwrap()];
     assert!(trend.contains("the last 2 runs"), "{trend}");
 
