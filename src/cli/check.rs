@@ -177,16 +177,7 @@ pub fn run_repack(args: RepackArgs) -> ExitCode {
     bar.finish();
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => {
-            let code = fail(&e);
-            if !e.is_usage() {
-                eprintln!(
-                    "patronload: nothing was published in {}",
-                    args.output.out.display()
-                );
-            }
-            return code;
-        }
+        Err(e) => return super::not_published(&e, &args.output.out),
     };
     let s = &outcome.summary;
     if !args.output.quiet || s.reject_threshold_exceeded {

@@ -42,18 +42,7 @@ pub(crate) fn run_convert(args: ConvertArgs) -> ExitCode {
             message,
             guards_json,
         }) => super::state::guard_tripped(&message, &guards_json, &args.output.out),
-        Err(e) => {
-            eprintln!("patronload: {e}");
-            if e.is_usage() {
-                ExitCode::from(2)
-            } else {
-                eprintln!(
-                    "patronload: nothing was published in {}",
-                    args.output.out.display()
-                );
-                ExitCode::from(1)
-            }
-        }
+        Err(e) => super::not_published(&e, &args.output.out),
     }
 }
 

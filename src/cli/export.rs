@@ -42,17 +42,6 @@ pub(crate) fn run_export(args: ExportArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => {
-            eprintln!("patronload: {e}");
-            if e.is_usage() {
-                ExitCode::from(2)
-            } else {
-                eprintln!(
-                    "patronload: nothing was published in {}",
-                    args.out.display()
-                );
-                ExitCode::from(1)
-            }
-        }
+        Err(e) => super::not_published(&e, &args.out),
     }
 }

@@ -16,7 +16,8 @@ pub(crate) mod state;
 pub(crate) mod triage;
 
 use patronload::outdir::OutputOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use patronload::report::{Summary, ZipInfo};
 
@@ -69,4 +70,16 @@ pub(crate) fn print_removed(removed_stale: &[PathBuf]) {
             p.display()
         );
     }
+}
+
+/// A run that failed before its publish step: prints the error and, unless
+/// it is a usage error, that `out` is as it was. Exit 2 for a usage error,
+/// else 1.
+pub(crate) fn not_published(e: &patronload::Error, out: &Path) -> ExitCode {
+    eprintln!("patronload: {e}");
+    if e.is_usage() {
+        return ExitCode::from(2);
+    }
+    eprintln!("patronload: nothing was published in {}", out.display());
+    ExitCode::from(1)
 }

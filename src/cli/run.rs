@@ -109,17 +109,10 @@ pub(crate) fn run_run(args: RunArgs) -> ExitCode {
             return code;
         }
         Err(e) => {
-            eprintln!("patronload: {e}");
-            let code = if e.is_usage() { 2 } else { 1 };
-            if code == 1 {
-                eprintln!(
-                    "patronload: nothing was published in {}",
-                    args.convert.output.out.display()
-                );
-            }
+            let code = super::not_published(&e, &args.convert.output.out);
             let body = format!("conversion failed, nothing published or delivered: {e}");
             send(&notify, When::Failure, target, "conversion failed", body);
-            return ExitCode::from(code);
+            return code;
         }
     };
     let review = needs_review(&outcome);

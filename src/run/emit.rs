@@ -30,6 +30,9 @@ pub(crate) type FileHashes = std::thread::JoinHandle<Vec<Option<(u64, String)>>>
 /// reject report, counters, and cutting users into XML documents.
 pub(crate) struct Emitter<'o> {
     pub(super) inputs: &'o [PathBuf],
+    /// The inputs as the reports name them, formatted once: `index.csv`
+    /// names one for every user written.
+    input_names: Vec<String>,
     pub(super) rejects: RejectsWriter,
     pub(super) warnings: RejectsWriter,
     pub(super) warned: u64,
@@ -76,6 +79,11 @@ impl<'o> Emitter<'o> {
     pub(crate) fn new(opts: &'o ConvertOptions) -> Result<Emitter<'o>> {
         Ok(Emitter {
             inputs: &opts.inputs,
+            input_names: opts
+                .inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             rejects: RejectsWriter::new(&opts.run.out_dir)?,
             warnings: RejectsWriter::open(&opts.run.out_dir, WARNING_HEADER, WARNINGS_FILE)?,
             warned: 0,
@@ -211,10 +219,10 @@ impl<'o> Emitter<'o> {
         if self.index_failed.is_some() {
             return;
         }
-        let path = self.inputs[file as usize].display().to_string();
+        let path = &self.input_names[file as usize];
         self.index_failed = self
             .index
-            .write_row(&[primary_id, &path, &line.to_string(), &record.to_string()])
+            .write_row(&[primary_id, path, &line.to_string(), &record.to_string()])
             .err();
     }
 
@@ -269,7 +277,7 @@ impl<'o> Emitter<'o> {
         if let Some(t) = self.state.as_mut() {
             t.keep(primary_id)?;
         }
-        let path = self.inputs[file as usize].display().to_string();
+        let path = self.input_names[file as usize].clone();
         // A broken record's "id" may be a swallowed paragraph: keep the
         // report readable.
         let primary_id = match primary_id.char_indices().nth(REPORT_ID_CHARS) {
@@ -307,7 +315,7 @@ impl<'o> Emitter<'o> {
         primary_id: &str,
         warnings: &[Fail],
     ) -> Result<()> {
-        let path = self.inputs[file as usize].display().to_string();
+        let path = self.input_names[file as usize].clone();
         for w in warnings {
             self.warnings.write(
                 &path,
