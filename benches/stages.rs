@@ -55,7 +55,7 @@ fn parse_all(x: &Extract<'_>) -> Vec<RawRecord> {
     out
 }
 
-fn map_one(m: &Mapper, rec: &RawRecord, stats: &mut MapStats) -> Option<User> {
+fn map_one<'a>(m: &'a Mapper, rec: &'a RawRecord, stats: &mut MapStats) -> Option<User<'a>> {
     let mut fields = Vec::new();
     m.decode(&rec.fields, &mut fields).ok()?;
     m.map(&fields, stats).ok()

@@ -13,10 +13,10 @@ use quick_xml::Writer;
 
 /// A fully populated user, the shape of a typical SIS record, with a
 /// little escaping (`&`).
-fn sample(i: usize) -> User {
+fn sample(i: usize) -> User<'static> {
     User {
         fields: vec![
-            (UserField::PrimaryId, format!("S{i:07}")),
+            (UserField::PrimaryId, format!("S{i:07}").into()),
             (UserField::FirstName, "Ada".into()),
             (UserField::MiddleName, "Q".into()),
             (UserField::LastName, "Example & Sons".into()),
@@ -42,7 +42,7 @@ fn sample(i: usize) -> User {
         }],
         emails: vec![Email {
             preferred: true,
-            address: format!("ada{i}@example.edu"),
+            address: format!("ada{i}@example.edu").into(),
             description: None,
             types: vec!["school".into()],
         }],
@@ -54,7 +54,7 @@ fn sample(i: usize) -> User {
         }],
         identifiers: vec![Identifier {
             id_type: "BARCODE".into(),
-            value: format!("2123400{i:07}"),
+            value: format!("2123400{i:07}").into(),
             note: None,
             status: "ACTIVE".into(),
         }],

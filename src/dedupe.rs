@@ -230,14 +230,14 @@ impl IdSet {
     /// Claims every identifier value of `user` for `owner`, or none if any
     /// is already taken, returning the first collision in the user's own
     /// order (primary id first).
-    pub fn claim(&mut self, user: &User, owner: Owner) -> Result<(), Conflict> {
+    pub fn claim(&mut self, user: &User<'_>, owner: Owner) -> Result<(), Conflict> {
         let primary = user
             .get(UserField::PrimaryId)
             .map(|p| ("primary_id", p, true));
         let others = user
             .identifiers
             .iter()
-            .map(|i| (i.id_type.as_str(), i.value.as_str(), false));
+            .map(|i| (i.id_type.as_ref(), i.value.as_ref(), false));
         self.claim_values(primary.into_iter().chain(others), owner)
     }
 
@@ -341,14 +341,14 @@ mod tests {
     use super::*;
     use crate::model::Identifier;
 
-    fn user(primary: &str, ids: &[(&str, &str)]) -> User {
+    fn user(primary: &str, ids: &[(&str, &str)]) -> User<'static> {
         User {
-            fields: vec![(UserField::PrimaryId, primary.into())],
+            fields: vec![(UserField::PrimaryId, primary.to_string().into())],
             identifiers: ids
                 .iter()
                 .map(|(t, v)| Identifier {
-                    id_type: t.to_string(),
-                    value: v.to_string(),
+                    id_type: t.to_string().into(),
+                    value: v.to_string().into(),
                     note: None,
                     status: "ACTIVE".into(),
                 })

@@ -5,6 +5,13 @@
 //! further checks, so every rule that keeps Alma from rejecting a user
 //! (no empty dates, no identifier without a value, at most one preferred)
 //! is enforced before a value reaches this type.
+//!
+//! Values are [`Cow`]s: the mapping stage borrows them from the record
+//! and the profile where it can (an unchanged column, a table's output,
+//! a type code), so a user costs a few allocations instead of one per
+//! value; a user kept beyond its record is made [`User::into_owned`].
+
+use std::borrow::Cow;
 
 /// Single-valued `<user>` children patronload emits, in the schema's
 /// declaration order (which Alma itself uses; `xs:all` accepts any).
@@ -117,31 +124,98 @@ impl UserField {
 
 /// A user ready to be written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct User {
+pub struct User<'a> {
     /// Single-valued fields, non-empty, sorted by [`UserField`] order.
-    pub fields: Vec<(UserField, String)>,
+    pub fields: Vec<(UserField, Cow<'a, str>)>,
     /// Complete addresses (line1, city and at least one type).
-    pub addresses: Vec<Address>,
+    pub addresses: Vec<Address<'a>>,
     /// Complete emails.
-    pub emails: Vec<Email>,
+    pub emails: Vec<Email<'a>>,
     /// Complete phones.
-    pub phones: Vec<Phone>,
+    pub phones: Vec<Phone<'a>>,
     /// Identifiers with a value, distinct from each other and from the
     /// primary id.
-    pub identifiers: Vec<Identifier>,
+    pub identifiers: Vec<Identifier<'a>>,
     /// Notes with a text.
-    pub notes: Vec<Note>,
+    pub notes: Vec<Note<'a>>,
     /// Statistics with a category.
-    pub statistics: Vec<Statistic>,
+    pub statistics: Vec<Statistic<'a>>,
 }
 
-impl User {
+impl User<'_> {
     /// The value of a single-valued field, if present.
     pub fn get(&self, field: UserField) -> Option<&str> {
         self.fields
             .iter()
             .find(|(f, _)| *f == field)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// The same user owning all its values, to keep beyond its record.
+    pub fn into_owned(self) -> User<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        let owns = |v: Vec<Cow<'_, str>>| v.into_iter().map(own).collect();
+        User {
+            fields: self.fields.into_iter().map(|(f, v)| (f, own(v))).collect(),
+            addresses: self
+                .addresses
+                .into_iter()
+                .map(|a| Address {
+                    preferred: a.preferred,
+                    parts: a.parts.into_iter().map(|(p, v)| (p, own(v))).collect(),
+                    types: owns(a.types),
+                })
+                .collect(),
+            emails: self
+                .emails
+                .into_iter()
+                .map(|e| Email {
+                    preferred: e.preferred,
+                    address: own(e.address),
+                    description: e.description.map(own),
+                    types: owns(e.types),
+                })
+                .collect(),
+            phones: self
+                .phones
+                .into_iter()
+                .map(|p| Phone {
+                    preferred: p.preferred,
+                    preferred_sms: p.preferred_sms,
+                    number: own(p.number),
+                    types: owns(p.types),
+                })
+                .collect(),
+            identifiers: self
+                .identifiers
+                .into_iter()
+                .map(|i| Identifier {
+                    id_type: own(i.id_type),
+                    value: own(i.value),
+                    note: i.note.map(own),
+                    status: own(i.status),
+                })
+                .collect(),
+            notes: self
+                .notes
+                .into_iter()
+                .map(|n| Note {
+                    note_type: own(n.note_type),
+                    text: own(n.text),
+                    user_viewable: n.user_viewable,
+                    popup_note: n.popup_note,
+                })
+                .collect(),
+            statistics: self
+                .statistics
+                .into_iter()
+                .map(|s| Statistic {
+                    category: own(s.category),
+                    category_type: s.category_type.map(own),
+                    note: s.note.map(own),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -199,61 +273,61 @@ impl AddressPart {
 
 /// One address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Address {
+pub struct Address<'a> {
     /// Preferred mark (at most one per user).
     pub preferred: bool,
     /// Non-empty parts in schema order.
-    pub parts: Vec<(AddressPart, String)>,
+    pub parts: Vec<(AddressPart, Cow<'a, str>)>,
     /// Address type codes (at least one).
-    pub types: Vec<String>,
+    pub types: Vec<Cow<'a, str>>,
 }
 
 /// One email.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Email {
+pub struct Email<'a> {
     /// Preferred mark (at most one per user).
     pub preferred: bool,
     /// The address.
-    pub address: String,
+    pub address: Cow<'a, str>,
     /// Optional description.
-    pub description: Option<String>,
+    pub description: Option<Cow<'a, str>>,
     /// Email type codes (at least one).
-    pub types: Vec<String>,
+    pub types: Vec<Cow<'a, str>>,
 }
 
 /// One phone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Phone {
+pub struct Phone<'a> {
     /// Preferred mark (at most one per user).
     pub preferred: bool,
     /// Preferred-for-SMS mark (at most one per user).
     pub preferred_sms: bool,
     /// The number.
-    pub number: String,
+    pub number: Cow<'a, str>,
     /// Phone type codes (at least one).
-    pub types: Vec<String>,
+    pub types: Vec<Cow<'a, str>>,
 }
 
 /// One additional identifier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identifier {
+pub struct Identifier<'a> {
     /// Identifier type code.
-    pub id_type: String,
+    pub id_type: Cow<'a, str>,
     /// The value (non-empty, trimmed).
-    pub value: String,
+    pub value: Cow<'a, str>,
     /// Optional note.
-    pub note: Option<String>,
+    pub note: Option<Cow<'a, str>>,
     /// Status (`ACTIVE` by default).
-    pub status: String,
+    pub status: Cow<'a, str>,
 }
 
 /// One note.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Note {
+pub struct Note<'a> {
     /// Note type code.
-    pub note_type: String,
+    pub note_type: Cow<'a, str>,
     /// Text (non-empty).
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// Visible to the patron.
     pub user_viewable: bool,
     /// Pops up at circulation.
@@ -262,11 +336,11 @@ pub struct Note {
 
 /// One statistic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Statistic {
+pub struct Statistic<'a> {
     /// Category code (non-empty).
-    pub category: String,
+    pub category: Cow<'a, str>,
     /// Optional category type code.
-    pub category_type: Option<String>,
+    pub category_type: Option<Cow<'a, str>>,
     /// Optional note.
-    pub note: Option<String>,
+    pub note: Option<Cow<'a, str>>,
 }

@@ -16,13 +16,14 @@ use super::stream::*;
 /// winner that merges them.
 pub(super) struct Material {
     pub(super) line: u64,
-    pub(super) identifiers: Vec<Identifier>,
-    pub(super) emails: Vec<Email>,
-    pub(super) phones: Vec<Phone>,
+    pub(super) identifiers: Vec<Identifier<'static>>,
+    pub(super) emails: Vec<Email<'static>>,
+    pub(super) phones: Vec<Phone<'static>>,
 }
 
 impl Material {
-    pub(super) fn of(user: User, line: u64) -> Material {
+    pub(super) fn of(user: User<'_>, line: u64) -> Material {
+        let user = user.into_owned();
         Material {
             line,
             identifiers: user.identifiers,
@@ -188,7 +189,7 @@ pub(super) enum UserItem {
     /// A winner of its own that lost an identifier: its primary id.
     Taken(String),
     /// A record of a person seen more than once.
-    Member(Box<User>),
+    Member(Box<User<'static>>),
     /// Mapped now but not in the first pass.
     Changed,
 }
@@ -235,7 +236,7 @@ pub(super) struct Streamed {
 /// non-preferred segments. Emails and phones are listed by kind and line,
 /// never by value.
 pub(super) fn take_merged(
-    user: &mut User,
+    user: &mut User<'_>,
     p: &Person,
     merges: &mut [Merge],
     kept: &mut HashMap<usize, Box<Material>>,

@@ -416,14 +416,14 @@ fn first_case(job: &Job) -> IdentifierCase {
 }
 
 /// The value a person is matched on, as the record has it.
-fn match_value<'u>(user: &'u User, match_on: &str) -> Option<&'u str> {
+fn match_value<'u>(user: &'u User<'_>, match_on: &str) -> Option<&'u str> {
     let v = if match_on == "primary_id" {
         user.get(UserField::PrimaryId)
     } else {
         user.identifiers
             .iter()
             .find(|i| i.id_type == match_on)
-            .map(|i| i.value.as_str())
+            .map(|i| i.value.as_ref())
     };
     v.filter(|v| !v.trim().is_empty())
 }

@@ -773,7 +773,7 @@ fn user_chunk(
         let item = match result {
             Err(fail) => UserItem::Rejected(reject_id(m, rec, &fail), fail),
             Ok(_) if f & MAPPED == 0 => UserItem::Changed,
-            Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user)),
+            Ok(user) if f & (LOSER | WINNER) != 0 => UserItem::Member(Box::new(user.into_owned())),
             Ok(user) if f & WRITTEN != 0 => {
                 xml::write_user(&mut out.xml, &user);
                 UserItem::Xml(

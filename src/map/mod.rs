@@ -181,7 +181,7 @@ impl Mapper {
 
     /// Maps one decoded record. Counters for dropped segments, unknown
     /// codes and truncations go to `stats`.
-    pub fn map(&self, rec: &[&str], stats: &mut MapStats) -> Result<User, Fail> {
+    pub fn map<'a>(&'a self, rec: &[&'a str], stats: &mut MapStats) -> Result<User<'a>, Fail> {
         // Sized once: growing by doubling costs a few reallocations a
         // record, a million times.
         let mut user = User {
@@ -200,16 +200,16 @@ impl Mapper {
         Ok(user)
     }
 
-    fn type_codes(
-        &self,
-        types: &[TypeGetter],
-        rec: &[&str],
+    fn type_codes<'a>(
+        &'a self,
+        types: &'a [TypeGetter],
+        rec: &[&'a str],
         stats: &mut MapStats,
-    ) -> Result<Vec<String>, Fail> {
+    ) -> Result<Vec<Cow<'a, str>>, Fail> {
         let mut out = Vec::with_capacity(types.len());
         for t in types {
             let v = match t {
-                TypeGetter::Code(c) => c.clone(),
+                TypeGetter::Code(c) => Cow::Borrowed(c.as_str()),
                 TypeGetter::Field(g) => self.value(g, rec, stats)?,
             };
             if !v.is_empty() && !out.contains(&v) {
@@ -252,24 +252,33 @@ impl Mapper {
 
     /// Evaluates a text getter: source, XML cleaning, trim, case, default,
     /// table, length.
-    fn value(&self, g: &Getter, rec: &[&str], stats: &mut MapStats) -> Result<String, Fail> {
+    ///
+    /// Borrows from the record or the profile whenever the rules leave the
+    /// text as it is (a plain column, a value already in its case, a
+    /// table's output), so most values cost no allocation.
+    fn value<'a>(
+        &'a self,
+        g: &'a Getter,
+        rec: &[&'a str],
+        stats: &mut MapStats,
+    ) -> Result<Cow<'a, str>, Fail> {
         let raw = self.raw(&g.source, rec);
-        let (clean, removed) = rules::clean_forbidden(&raw, self.replace_forbidden);
+        let (clean, removed) = rules::clean_forbidden_cow(raw, self.replace_forbidden);
         stats.count_forbidden(removed, self.replace_forbidden);
-        let mut v: Cow<str> = if g.trim {
-            Cow::Borrowed(clean.trim())
+        let mut v = if g.trim {
+            rules::trim_cow(clean)
         } else {
-            Cow::Borrowed(&clean)
+            clean
         };
         if let Some(c) = g.case {
-            v = Cow::Owned(rules::apply_case(&v, c));
+            v = rules::apply_case_cow(v, c);
         }
         // Whitespace is no value, even where the profile keeps it; the
         // default is the Alma value itself, so it bypasses the table.
         if v.trim().is_empty() {
             match &g.default {
                 Some(d) => v = Cow::Borrowed(d.as_str()),
-                None => return Ok(String::new()),
+                None => return Ok(Cow::Borrowed("")),
             }
         } else if let Some(t) = g.table {
             let table = &self.tables[t];
@@ -319,7 +328,7 @@ impl Mapper {
             let cut: String = v.chars().take(g.max_chars).collect();
             v = Cow::Owned(cut.trim_end().to_string());
         }
-        Ok(v.into_owned())
+        Ok(v)
     }
 
     /// Evaluates a date getter: the source parsed with the formats, else

@@ -55,6 +55,45 @@ pub fn clean_forbidden(s: &str, replace: bool) -> (Cow<'_, str>, u64) {
     (Cow::Owned(replaced), n)
 }
 
+/// [`clean_forbidden`] of a value that may already be owned, keeping
+/// the borrow when nothing is removed.
+pub fn clean_forbidden_cow(s: Cow<'_, str>, replace: bool) -> (Cow<'_, str>, u64) {
+    match clean_forbidden(&s, replace) {
+        (Cow::Owned(clean), n) => (Cow::Owned(clean), n),
+        (Cow::Borrowed(_), n) => (s, n),
+    }
+}
+
+/// Trims white space, keeping the borrow (or the allocation, when
+/// nothing is trimmed).
+pub fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
+/// [`apply_case`], keeping the borrow when the value is already in that
+/// case (identifiers and codes usually are): decided on bytes for ASCII,
+/// by comparing with the converted text otherwise.
+pub fn apply_case_cow(s: Cow<'_, str>, rule: CaseRule) -> Cow<'_, str> {
+    let already = match rule {
+        CaseRule::Upper if s.is_ascii() => !s.bytes().any(|b| b.is_ascii_lowercase()),
+        CaseRule::Lower if s.is_ascii() => !s.bytes().any(|b| b.is_ascii_uppercase()),
+        _ => false,
+    };
+    if already {
+        return s;
+    }
+    let converted = apply_case(&s, rule);
+    if converted == *s {
+        s
+    } else {
+        Cow::Owned(converted)
+    }
+}
+
 /// Applies a letter-case rule.
 pub fn apply_case(s: &str, rule: CaseRule) -> String {
     match rule {

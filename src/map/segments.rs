@@ -1,9 +1,22 @@
 //! [`Mapper::map`] by segment kind: fields, addresses, emails, phones,
 //! identifiers, statistics and notes, each added to the user in turn.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDate;
 
 use super::{fold, rules, take_preferred, Mapper, MatchId};
+
+/// Whether two identifier values are the same once [`fold`]ed, without
+/// allocating for the usual ASCII values.
+fn same_folded(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        fold(a) == fold(b)
+    }
+}
 use crate::model::{
     Address, AddressPart, Email, Identifier, Note, Phone, Statistic, User, UserField,
 };
@@ -13,10 +26,10 @@ impl Mapper {
     /// The user's plain and date fields, sorted by field; returns the
     /// dates, which later dates (and address dates) may be relative to.
     #[inline]
-    pub(super) fn map_fields(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_fields<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<Vec<(UserField, NaiveDate)>, Fail> {
         let mut dates: Vec<(UserField, NaiveDate)> = Vec::new();
@@ -26,9 +39,9 @@ impl Mapper {
                 match d {
                     Some(d) => {
                         dates.push((*f, d));
-                        rules::format_date(d)
+                        Cow::Owned(rules::format_date(d))
                     }
-                    None => String::new(),
+                    None => Cow::Borrowed(""),
                 }
             } else {
                 self.value(g, rec, stats)?
@@ -43,7 +56,7 @@ impl Mapper {
 
     /// Fails the record when a mandatory field is empty.
     #[inline]
-    pub(super) fn check_mandatory(&self, user: &User) -> Result<(), Fail> {
+    pub(super) fn check_mandatory(&self, user: &User<'_>) -> Result<(), Fail> {
         for f in &self.mandatory {
             if user.get(*f).is_none() {
                 return Err(Fail::new(
@@ -58,10 +71,10 @@ impl Mapper {
 
     /// The addresses present in the record, complete ones kept.
     #[inline]
-    pub(super) fn map_addresses(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_addresses<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
         dates: &[(UserField, NaiveDate)],
     ) -> Result<(), Fail> {
@@ -84,9 +97,10 @@ impl Mapper {
             let group = user.get(UserField::UserGroup);
             for (part, g) in &a.parts {
                 let v = if part.is_date() {
-                    self.date(g, rec, stats, group, dates)?
-                        .map(rules::format_date)
-                        .unwrap_or_default()
+                    match self.date(g, rec, stats, group, dates)? {
+                        Some(d) => Cow::Owned(rules::format_date(d)),
+                        None => Cow::Borrowed(""),
+                    }
                 } else {
                     self.value(g, rec, stats)?
                 };
@@ -108,10 +122,10 @@ impl Mapper {
 
     /// The emails with an address; those without a type are dropped.
     #[inline]
-    pub(super) fn map_emails(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_emails<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         let mut preferred = false;
@@ -142,10 +156,10 @@ impl Mapper {
 
     /// The phones with a number; those without a type are dropped.
     #[inline]
-    pub(super) fn map_phones(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_phones<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         let (mut preferred, mut sms) = (false, false);
@@ -174,10 +188,10 @@ impl Mapper {
     /// The identifiers, each value once per user; fails the record when
     /// the match identifier is missing.
     #[inline]
-    pub(super) fn map_identifiers(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_identifiers<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         // Within one user every identifier value must differ from the
@@ -185,32 +199,33 @@ impl Mapper {
         // even for the same person); we drop the repeat instead, and
         // compare case-insensitively whatever the run-wide setting, since
         // that is the stricter reading.
-        let mut seen: Vec<String> = user
-            .get(UserField::PrimaryId)
-            .map(fold)
-            .into_iter()
-            .collect();
+        let primary = user
+            .fields
+            .iter()
+            .find(|(f, _)| *f == UserField::PrimaryId)
+            .map(|(_, v)| v.clone());
         for s in &self.identifiers {
             let value = self.value(&s.value, rec, stats)?;
             if value.is_empty() {
                 stats.drop_segment("identifier_empty");
                 continue;
             }
-            let key = fold(&value);
-            if seen.contains(&key) {
+            let seen = primary
+                .iter()
+                .chain(user.identifiers.iter().map(|i| &i.value));
+            if seen.clone().any(|k| same_folded(k, &value)) {
                 stats.drop_segment("identifier_repeated_in_user");
                 continue;
             }
-            seen.push(key);
             let note = match &s.note {
                 Some(g) => Some(self.value(g, rec, stats)?).filter(|s| !s.is_empty()),
                 None => None,
             };
             user.identifiers.push(Identifier {
-                id_type: s.id_type.clone(),
+                id_type: Cow::Borrowed(&s.id_type),
                 value,
                 note,
-                status: s.status.clone(),
+                status: Cow::Borrowed(&s.status),
             });
         }
         if let MatchId::IdType(t) = &self.match_id {
@@ -229,10 +244,10 @@ impl Mapper {
 
     /// The statistics with a category.
     #[inline]
-    pub(super) fn map_statistics(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_statistics<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         for s in &self.statistics {
@@ -262,10 +277,10 @@ impl Mapper {
 
     /// The notes with text.
     #[inline]
-    pub(super) fn map_notes(
-        &self,
-        user: &mut User,
-        rec: &[&str],
+    pub(super) fn map_notes<'a>(
+        &'a self,
+        user: &mut User<'a>,
+        rec: &[&'a str],
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         for n in &self.notes {
@@ -274,7 +289,7 @@ impl Mapper {
                 continue;
             }
             user.notes.push(Note {
-                note_type: n.note_type.clone(),
+                note_type: Cow::Borrowed(&n.note_type),
                 text,
                 user_viewable: n.user_viewable,
                 popup_note: n.popup_note,

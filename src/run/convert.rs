@@ -200,12 +200,12 @@ pub(crate) fn publish(
 /// Maps one raw record: decode, map. `spare` lends its allocation to the
 /// borrowed field list. A record the reader already failed is rejected
 /// with the reader's reason.
-pub(crate) fn map_record(
-    m: &Mapper,
-    rec: &RawRecord,
+pub(crate) fn map_record<'a>(
+    m: &'a Mapper,
+    rec: &'a RawRecord,
     spare: &mut Vec<&'static str>,
     stats: &mut MapStats,
-) -> std::result::Result<User, Fail> {
+) -> std::result::Result<User<'a>, Fail> {
     stats.blank_lines += rec.blank_before;
     stats.invalid_bytes_replaced += rec.replaced;
     if let Some((line, column)) = rec.replaced_at {
@@ -249,14 +249,16 @@ pub(crate) fn reject_id(m: &Mapper, rec: &RawRecord, fail: &Fail) -> String {
 }
 
 /// The identifier values of a user in claim order: primary id first.
-pub(crate) fn id_values(user: &User) -> impl Iterator<Item = (&str, &str, bool)> + Clone {
+pub(crate) fn id_values<'u>(
+    user: &'u User<'_>,
+) -> impl Iterator<Item = (&'u str, &'u str, bool)> + Clone {
     user.get(crate::model::UserField::PrimaryId)
         .map(|p| ("primary_id", p, true))
         .into_iter()
         .chain(
             user.identifiers
                 .iter()
-                .map(|i| (i.id_type.as_str(), i.value.as_str(), false)),
+                .map(|i| (i.id_type.as_ref(), i.value.as_ref(), false)),
         )
 }
 

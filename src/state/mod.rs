@@ -187,7 +187,7 @@ impl Codec {
             .iter()
             .map(|f| {
                 let v = if f.is_date() { "2026-06-30" } else { "X" };
-                (*f, v.to_string())
+                (*f, v.into())
             })
             .collect();
         let user = User {
@@ -203,7 +203,7 @@ impl Codec {
                     AddressPart::Country,
                 ]
                 .iter()
-                .map(|p| (*p, "X".to_string()))
+                .map(|p| (*p, "X".into()))
                 .collect(),
                 types: vec!["home".into()],
             }],

@@ -9,6 +9,8 @@
 //! reaching this stage is already non-empty, length-checked and free of
 //! characters XML forbids (see [`crate::map`]).
 
+use std::borrow::Cow;
+
 use quick_xml::escape::{escape, partial_escape};
 
 use crate::model::{User, UserField};
@@ -69,7 +71,7 @@ fn open_segment(out: &mut Vec<u8>, indent: &str, name: &str, attrs: &[(&str, boo
 }
 
 /// Writes a segment's type list; wrappers sit at `I5`, types at `I6`.
-fn types(out: &mut Vec<u8>, wrapper: &str, name: &str, codes: &[String]) {
+fn types(out: &mut Vec<u8>, wrapper: &str, name: &str, codes: &[Cow<'_, str>]) {
     const I5: &str = "          ";
     const I6: &str = "            ";
     open(out, I5, wrapper);
@@ -80,7 +82,7 @@ fn types(out: &mut Vec<u8>, wrapper: &str, name: &str, codes: &[String]) {
 }
 
 /// Appends one `<user>` element to `out`.
-pub fn write_user(out: &mut Vec<u8>, user: &User) {
+pub fn write_user(out: &mut Vec<u8>, user: &User<'_>) {
     const I2: &str = "    ";
     const I3: &str = "      ";
     const I4: &str = "        ";
@@ -197,7 +199,7 @@ pub fn write_user(out: &mut Vec<u8>, user: &User) {
 }
 
 /// The user group a summary counts a user under.
-pub fn group_of(user: &User) -> &str {
+pub fn group_of<'u>(user: &'u User<'_>) -> &'u str {
     user.get(UserField::UserGroup).unwrap_or("(none)")
 }
 
