@@ -26,7 +26,8 @@ pub(super) enum Source {
 /// A compiled value table.
 #[derive(Debug, Clone)]
 pub(super) struct Table {
-    pub(super) map: HashMap<String, String>,
+    /// Looked up once per coded value of every record: a fast hash.
+    pub(super) map: ahash::AHashMap<String, String>,
     pub(super) default: Option<String>,
     pub(super) unknown: UnknownPolicy,
 }

@@ -25,19 +25,26 @@ pub fn xml_allowed(c: char) -> bool {
 /// decided on bytes: a control byte, DEL, 0xC2 that may start a C1
 /// control, or 0xEF that may start U+FFFE/U+FFFF).
 pub fn strip_forbidden(s: &str) -> (Cow<'_, str>, u64) {
-    // No early exit: the loop vectorizes, and values are short.
-    let suspicious = s.bytes().fold(false, |acc, b| {
-        acc | ((b < 0x20) & !matches!(b, b'\t' | b'\n' | b'\r'))
-            | (b == 0x7F)
-            | (b == 0xC2)
-            | (b == 0xEF)
-    });
-    if !suspicious || s.chars().all(xml_allowed) {
+    if !any_forbidden(s.as_bytes()) || s.chars().all(xml_allowed) {
         return (Cow::Borrowed(s), 0);
     }
     let kept: String = s.chars().filter(|&c| xml_allowed(c)).collect();
     let removed = (s.chars().count() - kept.chars().count()) as u64;
     (Cow::Owned(kept), removed)
+}
+
+/// Whether `bytes` (UTF-8) may hold a character [`xml_allowed`] refuses:
+/// a control byte, DEL, 0xC2 (which may start a C1 control) or 0xEF
+/// (which may start U+FFFE/U+FFFF). `false` proves there is none; run
+/// once over a whole record, it spares every value its own scan.
+pub fn any_forbidden(bytes: &[u8]) -> bool {
+    // No early exit: the loop vectorizes.
+    bytes.iter().fold(false, |acc, &b| {
+        acc | ((b < 0x20) & !matches!(b, b'\t' | b'\n' | b'\r'))
+            | (b == 0x7F)
+            | (b == 0xC2)
+            | (b == 0xEF)
+    })
 }
 
 /// [`strip_forbidden`], or with `replace` each forbidden character
@@ -67,6 +74,12 @@ pub fn clean_forbidden_cow(s: Cow<'_, str>, replace: bool) -> (Cow<'_, str>, u64
 /// Trims white space, keeping the borrow (or the allocation, when
 /// nothing is trimmed).
 pub fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+    // Most values start and end with a visible ASCII character: decided
+    // on two bytes instead of by the Unicode white-space scan.
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    if edge(s.as_bytes().first()) && edge(s.as_bytes().last()) {
+        return s;
+    }
     match s {
         Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
         Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
@@ -78,10 +91,11 @@ pub fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
 /// case (identifiers and codes usually are): decided on bytes for ASCII,
 /// by comparing with the converted text otherwise.
 pub fn apply_case_cow(s: Cow<'_, str>, rule: CaseRule) -> Cow<'_, str> {
+    // One pass: ASCII and without a letter of the other case.
     let already = match rule {
-        CaseRule::Upper if s.is_ascii() => !s.bytes().any(|b| b.is_ascii_lowercase()),
-        CaseRule::Lower if s.is_ascii() => !s.bytes().any(|b| b.is_ascii_uppercase()),
-        _ => false,
+        CaseRule::Upper => s.bytes().all(|b| b < 0x80 && !b.is_ascii_lowercase()),
+        CaseRule::Lower => s.bytes().all(|b| b < 0x80 && !b.is_ascii_uppercase()),
+        CaseRule::Title => false,
     };
     if already {
         return s;
@@ -509,6 +523,36 @@ mod tests {
 
     fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    proptest::proptest! {
+        /// The whole-record check is sound: when it finds nothing, no
+        /// character of any field is forbidden.
+        #[test]
+        fn no_suspicious_byte_means_nothing_forbidden(
+            s in "(\\PC|[\u{0}-\u{1F}\u{7F}-\u{9F}\u{FFFE}\u{FFFF}])*"
+        ) {
+            if !any_forbidden(s.as_bytes()) {
+                proptest::prop_assert!(s.chars().all(xml_allowed));
+            }
+            proptest::prop_assert_eq!(
+                strip_forbidden(&s).0.into_owned(),
+                s.chars().filter(|&c| xml_allowed(c)).collect::<String>()
+            );
+        }
+
+        /// The case and trim shortcuts give what the plain rules give.
+        #[test]
+        fn cow_rules_match_the_plain_ones(s in "[ a-zA-Z0-9ßǅΣσé\t]{0,12}") {
+            for rule in [CaseRule::Upper, CaseRule::Lower, CaseRule::Title] {
+                proptest::prop_assert_eq!(
+                    apply_case_cow(Cow::Borrowed(&s), rule).into_owned(),
+                    apply_case(&s, rule)
+                );
+            }
+            proptest::prop_assert_eq!(trim_cow(Cow::Borrowed(&s)).into_owned(), s.trim());
+            proptest::prop_assert_eq!(trim_cow(Cow::Owned(s.clone())).into_owned(), s.trim());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use chrono::NaiveDate;
 
-use super::{fold, rules, take_preferred, Mapper, MatchId};
+use super::{fold, rules, take_preferred, Mapper, MatchId, Rec};
 
 /// Whether two identifier values are the same once [`fold`]ed, without
 /// allocating for the usual ASCII values.
@@ -29,7 +29,7 @@ impl Mapper {
     pub(super) fn map_fields<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<Vec<(UserField, NaiveDate)>, Fail> {
         let mut dates: Vec<(UserField, NaiveDate)> = Vec::new();
@@ -74,7 +74,7 @@ impl Mapper {
     pub(super) fn map_addresses<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
         dates: &[(UserField, NaiveDate)],
     ) -> Result<(), Fail> {
@@ -87,7 +87,11 @@ impl Mapper {
             for (part, g) in &a.parts {
                 if matches!(part, AddressPart::Line1 | AddressPart::City) {
                     let raw = self.raw(&g.source, rec);
-                    present |= !rules::strip_forbidden(&raw).0.trim().is_empty();
+                    present |= if rec.covers(&g.source) {
+                        !raw.trim().is_empty()
+                    } else {
+                        !rules::strip_forbidden(&raw).0.trim().is_empty()
+                    };
                 }
             }
             if !present {
@@ -125,7 +129,7 @@ impl Mapper {
     pub(super) fn map_emails<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         let mut preferred = false;
@@ -159,7 +163,7 @@ impl Mapper {
     pub(super) fn map_phones<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         let (mut preferred, mut sms) = (false, false);
@@ -191,7 +195,7 @@ impl Mapper {
     pub(super) fn map_identifiers<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         // Within one user every identifier value must differ from the
@@ -247,7 +251,7 @@ impl Mapper {
     pub(super) fn map_statistics<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         for s in &self.statistics {
@@ -280,7 +284,7 @@ impl Mapper {
     pub(super) fn map_notes<'a>(
         &'a self,
         user: &mut User<'a>,
-        rec: &[&'a str],
+        rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<(), Fail> {
         for n in &self.notes {

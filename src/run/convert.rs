@@ -215,9 +215,10 @@ pub(crate) fn map_record<'a>(
         Some(f) => Err(f.clone()),
         None => {
             let mut fields = recycle(std::mem::take(spare));
-            let result = m
-                .decode(&rec.fields, &mut fields)
-                .and_then(|()| m.map(&fields, stats));
+            let result = m.decode(&rec.fields, &mut fields).and_then(|()| {
+                let clean = !crate::map::rules::any_forbidden(rec.fields.as_slice());
+                m.map_known(&fields, clean, stats)
+            });
             *spare = recycle(fields);
             result
         }

@@ -220,9 +220,12 @@ impl<'o> Emitter<'o> {
             return;
         }
         let path = &self.input_names[file as usize];
+        // Once per user on the ordered thread: numbers formatted on the
+        // stack, not into two new strings.
+        let (mut l, mut r) = (itoa::Buffer::new(), itoa::Buffer::new());
         self.index_failed = self
             .index
-            .write_row(&[primary_id, path, &line.to_string(), &record.to_string()])
+            .write_row(&[primary_id, path, l.format(line), r.format(record)])
             .err();
     }
 
