@@ -341,6 +341,10 @@ impl Century {
 #[derive(Debug, Clone)]
 pub struct DateFormats {
     items: Vec<Vec<Item<'static>>>,
+    /// Each format's literal text (white space aside), in order: a value
+    /// that lacks it cannot parse, so the format is not tried (a profile
+    /// may list seven formats, and chrono's parse is the dearest step).
+    literals: Vec<Vec<u8>>,
     /// The formats as written, for messages.
     pub text: Vec<String>,
     /// How `%y` finds its century.
@@ -357,8 +361,23 @@ impl DateFormats {
                 .map_err(|_| format!("date format `{f}` is not a valid strftime format"))?;
             items.push(it);
         }
+        let literals = items
+            .iter()
+            .map(|it| {
+                it.iter()
+                    .flat_map(|i| match i {
+                        Item::Literal(l) => l.as_bytes(),
+                        Item::OwnedLiteral(l) => l.as_bytes(),
+                        _ => &[],
+                    })
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect()
+            })
+            .collect();
         Ok(DateFormats {
             items,
+            literals,
             text: formats.to_vec(),
             century,
         })
@@ -413,7 +432,25 @@ pub fn parse_date(
             Err(e) => Err(kind(e)),
         }
     };
-    if let Some(d) = formats.items.iter().find_map(|items| one(items).ok()) {
+    // A format whose literal text is not in the value fails in chrono
+    // too, so skipping it changes which format wins for no value.
+    let fits = |lits: &[u8]| {
+        let mut rest = s.as_bytes();
+        lits.iter().all(|&b| match memchr::memchr(b, rest) {
+            Some(i) => {
+                rest = &rest[i + 1..];
+                true
+            }
+            None => false,
+        })
+    };
+    let found = formats
+        .items
+        .iter()
+        .zip(&formats.literals)
+        .filter(|(_, lits)| fits(lits))
+        .find_map(|(items, _)| one(items).ok());
+    if let Some(d) = found {
         return Ok(d);
     }
     // Unreadable values are rare: only then say what each format gave.
@@ -539,6 +576,39 @@ mod tests {
                 strip_forbidden(&s).0.into_owned(),
                 s.chars().filter(|&c| xml_allowed(c)).collect::<String>()
             );
+        }
+
+        /// Skipping formats whose literal text is missing never changes
+        /// which date a value gives.
+        #[test]
+        fn the_literal_filter_changes_no_date(
+            d in 1u32..=31, m in 1u32..=12, y in 1900i32..2100, mon in 0usize..12,
+            shape in 0usize..9, junk in "[-./ 0-9A-Za-z]{0,3}"
+        ) {
+            const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+            let v = match shape {
+                0 => format!("{y}-{m:02}-{d:02}"),
+                1 => format!("{m}/{d}/{y}"),
+                2 => format!("{d:02}.{m:02}.{y}"),
+                3 => format!("{y}{m:02}{d:02}"),
+                4 => format!("{d:02}-{}-{y}", MON[mon]),
+                5 => format!("{} {d} {y}", MON[mon]),
+                6 => format!("{m:02}/{d:02}/{:02}", y % 100),
+                7 => format!("{m}/{d}/{y}{junk}"),
+                _ => format!("{junk}{d}.{m}"),
+            };
+            let f = formats(
+                &["%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d", "%d-%b-%Y", "%b %d %Y", "%m/%d/%y"],
+                Century::Past,
+            );
+            let as_of = ymd(2026, 11, 24);
+            let every = f.items.iter().find_map(|items| {
+                let mut p = Parsed::new();
+                chrono::format::parse(&mut p, &v, items.iter()).ok()?;
+                resolve(&p, f.century, as_of).ok().filter(|d| in_range(*d))
+            });
+            proptest::prop_assert_eq!(parse_date(&v, &f, as_of).ok(), every);
         }
 
         /// The case and trim shortcuts give what the plain rules give.
