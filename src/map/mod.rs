@@ -246,13 +246,13 @@ impl Mapper {
             Source::FirstOf(cols) => Cow::Borrowed(
                 cols.iter()
                     .map(|&i| rec[i])
-                    .find(|v| !v.trim().is_empty())
+                    .find(|v| !rules::is_blank(v))
                     .unwrap_or(""),
             ),
             Source::Template(pieces) => {
                 let any = pieces
                     .iter()
-                    .any(|p| matches!(p, Piece::Col(i) if !rec[*i].trim().is_empty()));
+                    .any(|p| matches!(p, Piece::Col(i) if !rules::is_blank(rec[*i])));
                 if !any {
                     return Cow::Borrowed("");
                 }
@@ -260,7 +260,7 @@ impl Mapper {
                 for p in pieces {
                     match p {
                         Piece::Lit(l) => s.push_str(l),
-                        Piece::Col(i) => s.push_str(rec[*i].trim()),
+                        Piece::Col(i) => s.push_str(rules::trim(rec[*i])),
                     }
                 }
                 Cow::Owned(s)
@@ -298,7 +298,7 @@ impl Mapper {
         }
         // Whitespace is no value, even where the profile keeps it; the
         // default is the Alma value itself, so it bypasses the table.
-        if v.trim().is_empty() {
+        if rules::is_blank(&v) {
             match &g.default {
                 Some(d) => v = Cow::Borrowed(d.as_str()),
                 None => return Ok(Cow::Borrowed("")),
@@ -374,7 +374,7 @@ impl Mapper {
             stats.count_forbidden(removed, self.replace_forbidden);
             clean
         };
-        let text = clean.trim();
+        let text = rules::trim(&clean);
         if !text.is_empty() {
             let tried = match rules::parse_date(text, &spec.formats, self.as_of) {
                 Ok(d) => return Ok(Some(d)),

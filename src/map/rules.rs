@@ -71,13 +71,33 @@ pub fn clean_forbidden_cow(s: Cow<'_, str>, replace: bool) -> (Cow<'_, str>, u64
     }
 }
 
+/// `str::trim`, decided on two bytes for the usual value that starts
+/// and ends with a visible ASCII character, instead of by the Unicode
+/// white-space scan from both ends.
+pub fn trim(s: &str) -> &str {
+    if untrimmed(s) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
+/// Whether `s` starts and ends with a visible ASCII character (so has
+/// nothing to trim).
+fn untrimmed(s: &str) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    edge(s.as_bytes().first()) && edge(s.as_bytes().last())
+}
+
+/// Whether `s` is empty or only white space.
+pub fn is_blank(s: &str) -> bool {
+    trim(s).is_empty()
+}
+
 /// Trims white space, keeping the borrow (or the allocation, when
 /// nothing is trimmed).
 pub fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
-    // Most values start and end with a visible ASCII character: decided
-    // on two bytes instead of by the Unicode white-space scan.
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
-    if edge(s.as_bytes().first()) && edge(s.as_bytes().last()) {
+    if untrimmed(&s) {
         return s;
     }
     match s {

@@ -10,7 +10,7 @@ use super::{fold, rules, take_preferred, Mapper, MatchId, Rec};
 /// Whether two identifier values are the same once [`fold`]ed, without
 /// allocating for the usual ASCII values.
 fn same_folded(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim(), b.trim());
+    let (a, b) = (rules::trim(a), rules::trim(b));
     if a.is_ascii() && b.is_ascii() {
         a.eq_ignore_ascii_case(b)
     } else {
@@ -88,7 +88,7 @@ impl Mapper {
                 if matches!(part, AddressPart::Line1 | AddressPart::City) {
                     let raw = self.raw(&g.source, rec);
                     present |= if rec.covers(&g.source) {
-                        !raw.trim().is_empty()
+                        !rules::is_blank(&raw)
                     } else {
                         !rules::strip_forbidden(&raw).0.trim().is_empty()
                     };
