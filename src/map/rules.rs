@@ -640,6 +640,8 @@ mod tests {
                     apply_case(&s, rule)
                 );
             }
+            proptest::prop_assert_eq!(trim(&s), s.trim());
+            proptest::prop_assert_eq!(is_blank(&s), s.trim().is_empty());
             proptest::prop_assert_eq!(trim_cow(Cow::Borrowed(&s)).into_owned(), s.trim());
             proptest::prop_assert_eq!(trim_cow(Cow::Owned(s.clone())).into_owned(), s.trim());
         }
