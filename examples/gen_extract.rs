@@ -13,7 +13,9 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use patronload::gen::{generate, generate_employees, generate_rich, EmployeeOptions, GenOptions, GenStats};
+use patronload::gen::{
+    generate, generate_employees, generate_rich, EmployeeOptions, GenOptions, GenStats,
+};
 
 const USAGE: &str = "\
 usage: gen_extract [--rich] --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]

@@ -74,3 +74,39 @@ fn rich_example_is_identical_across_threads_and_shards() {
         assert!(&outs[0] == o, "run {i} differs from the reference engine");
     }
 }
+
+/// The parallel engines (one feed, and a job's second pass) put each
+/// stage's CPU seconds into `run.cpu_s`; the reference engine does not
+/// (issue 18). The figures themselves vary run to run.
+#[test]
+fn parallel_runs_report_cpu_per_stage() {
+    let t = tempfile::tempdir().unwrap();
+    let cpu_s = |out: &std::path::Path| summary(out)["run"]["cpu_s"].clone();
+    let (reference, parallel) = (t.path().join("r"), t.path().join("p"));
+    convert_rich(&reference, &["--reference"]);
+    assert!(cpu_s(&reference).is_null());
+    convert_rich(&parallel, &["--threads", "2"]);
+    let job = t.path().join("j");
+    let o = patronload()
+        .current_dir(root())
+        .args(["convert", "--job", "examples/job/job.toml", "--out"])
+        .arg(&job)
+        .args([
+            "--as-of",
+            "2026-11-24",
+            "--threads",
+            "2",
+            "--max-reject-rate",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert_status(&o, 0);
+    for out in [&parallel, &job] {
+        let c = cpu_s(out);
+        for stage in ["map", "consume", "compress", "place"] {
+            assert!(c[stage].as_f64().unwrap() >= 0.0, "{stage}: {c}");
+        }
+        assert_eq!(c.as_object().unwrap().len(), 4, "{c}");
+    }
+}

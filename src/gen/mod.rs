@@ -85,13 +85,7 @@ pub const RICH_EXTRA: [&str; 4] = ["WORK_PHONE", "UNIV_ID", "LIBRARY_ID", "NOTE"
 /// tried in this order, every value reads as the date it was written for
 /// (`%m/%d/%Y` refuses `08/14/53` as year 53, so `%m/%d/%y` then reads it).
 pub const RICH_DATE_FORMATS: [&str; 7] = [
-    "%Y-%m-%d",
-    "%m/%d/%Y",
-    "%d.%m.%Y",
-    "%Y%m%d",
-    "%d-%b-%Y",
-    "%b %d %Y",
-    "%m/%d/%y",
+    "%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d", "%d-%b-%Y", "%b %d %Y", "%m/%d/%y",
 ];
 
 /// The truth file's header row, in column order.

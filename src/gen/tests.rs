@@ -284,7 +284,11 @@ fn rich_layout_is_exact() {
             // chrono puts %y 00-68 in 2000-2068: the windows the profile
             // uses put these years in place too.
             let y = chrono::Datelike::year(&d);
-            let y = if f == 6 && y > 2026 && k == 17 { y - 100 } else { y };
+            let y = if f == 6 && y > 2026 && k == 17 {
+                y - 100
+            } else {
+                y
+            };
             assert!(years.contains(&y), "record {i}: {}", text(k));
             formats[f] += 1;
         }
