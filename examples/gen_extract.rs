@@ -2,7 +2,7 @@
 //! `patronload::gen`), for tests and benchmarks.
 //!
 //! ```text
-//! gen_extract --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
+//! gen_extract [--rich] --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
 //! gen_extract --employees --rows N --seed S --students M [--overlap F] [--collide F] --out PATH
 //! ```
 //!
@@ -13,10 +13,12 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use patronload::gen::{generate, generate_employees, EmployeeOptions, GenOptions};
+use patronload::gen::{
+    generate, generate_employees, generate_rich, EmployeeOptions, GenOptions, GenStats,
+};
 
 const USAGE: &str = "\
-usage: gen_extract --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
+usage: gen_extract [--rich] --rows N --seed S [--dup-rate F] [--bad-rate F] --out PATH [--truth PATH]
        gen_extract --employees --rows N --seed S --students M [--overlap F] [--collide F] --out PATH
 
 Writes a synthetic SIS extract (CSV) with known defects, and optionally the
@@ -28,6 +30,8 @@ ground truth (one row per record: line,record,primary_id,outcome,reason,kind).
   --bad-rate F    fraction of otherwise defective records, 0..=1 (default 0.03)
   --out PATH      extract file, or - for stdout
   --truth PATH    ground-truth CSV file (not written when absent)
+  --rich          add WORK_PHONE, UNIV_ID, LIBRARY_ID and NOTE columns and write
+                  dates in seven formats (examples/rich.toml reads it)
 
 With --employees, writes an HR extract instead (examples/job/employees.toml)
 that overlaps the student extract of M rows, for multi-feed jobs:
@@ -39,6 +43,8 @@ that overlaps the student extract of M rows, for multi-feed jobs:
 /// Parsed command line.
 struct Args {
     opts: GenOptions,
+    /// Set with `--rich`: the rich layout (`patronload::gen::generate_rich`).
+    rich: bool,
     /// Set with `--employees`: write an HR extract instead.
     employees: Option<EmployeeOptions>,
     out: String,
@@ -51,6 +57,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut opts = GenOptions::default();
     let (mut rows, mut seed, mut out, mut truth) = (None, None, None, None);
     let (mut employees, mut students, mut overlap, mut collide) = (false, None, 0.1, 0.002);
+    let mut rich = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -61,6 +68,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--out" => out = Some(value()?),
             "--truth" => truth = Some(value()?),
             "--employees" => employees = true,
+            "--rich" => rich = true,
             "--students" => students = Some(number(&flag, &value()?)?),
             "--overlap" => overlap = rate(&flag, &value()?)?,
             "--collide" => collide = rate(&flag, &value()?)?,
@@ -71,6 +79,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     opts.seed = seed.ok_or("--seed is required")?;
     if opts.dup_rate + opts.bad_rate > 1.0 {
         return Err("--dup-rate and --bad-rate add up to more than 1".into());
+    }
+    if rich && employees {
+        return Err("--rich and --employees do not go together".into());
     }
     let employees = if employees {
         Some(EmployeeOptions {
@@ -85,6 +96,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     };
     Ok(Args {
         opts,
+        rich,
         employees,
         out: out.ok_or("--out is required")?,
         truth,
@@ -127,10 +139,12 @@ fn run(args: &Args) -> io::Result<()> {
         Some(p) => Box::new(create(p)?),
         None => Box::new(io::sink()),
     };
+    type Gen = fn(&GenOptions, Box<dyn Write>, Box<dyn Write>) -> io::Result<GenStats>;
+    let write: Gen = if args.rich { generate_rich } else { generate };
     let stats = if args.out == "-" {
-        generate(&args.opts, io::stdout().lock(), truth)?
+        write(&args.opts, Box::new(io::stdout().lock()), truth)?
     } else {
-        generate(&args.opts, create(&args.out)?, truth)?
+        write(&args.opts, Box::new(create(&args.out)?), truth)?
     };
     eprintln!(
         "gen_extract: {} rows (seed {}): expected {} written, {} rejected; {:.2}s",

@@ -578,6 +578,28 @@ pub struct RunInfo {
     /// reject rate is over the threshold or an encoding is suspect (a run
     /// that ends otherwise publishes no summary).
     pub exit_status: u8,
+    /// CPU time per stage of the parallel engine (absent for the
+    /// reference engine, whose one thread does everything in turn).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<CpuSeconds>,
+}
+
+/// CPU seconds (to the millisecond) each stage of the parallel engine
+/// spent, over all threads: what compression costs against the rest, and
+/// how busy the one ordered thread is (issue 18). Thread CPU time where
+/// the platform has a clock for it, busy wall time elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CpuSeconds {
+    /// Mapping tasks: parse, map and serialize (a job's second pass).
+    pub map: f64,
+    /// The ordered consumer: opening and decoding the inputs, then
+    /// numbering, claiming, rejecting and cutting documents, in order (a
+    /// job's second pass, whose records it also parses).
+    pub consume: f64,
+    /// Compressing XML documents into zip entries.
+    pub compress: f64,
+    /// Placing compressed entries into zip parts, in order.
+    pub place: f64,
 }
 
 /// One stage of a run and its wall time.

@@ -11,6 +11,8 @@ mod publish;
 mod example;
 // Generated extracts checked against the generator's ground truth.
 mod generated;
+// The rich example: every segment kind, seven date formats (issue 18).
+mod rich;
 // Profiles for the public peer samples in ../shared.
 mod peer;
 // Parallel engine = reference engine, byte for byte.

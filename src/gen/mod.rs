@@ -36,6 +36,18 @@
 //!   `ADDR2` with a quoted newline; written), or one of the defect kinds
 //!   `dup_primary`, `dup_barcode`, `chain` (written), `missing_last`,
 //!   `missing_id`, `unknown_group`, `bad_date`, `ragged`.
+//!
+//! # Rich extract
+//!
+//! [`generate_rich`] writes the same records with the columns of
+//! [`RICH_EXTRA`] after [`HEADER`]'s, so that one profile
+//! (`examples/rich.toml`) uses every segment kind: a second phone, two
+//! more identifiers (`UNIV_ID`, `LIBRARY_ID`, unique per record like the
+//! barcode), and a free-text note (with commas, `&` and `<` to escape).
+//! Its dates are written in the seven [`RICH_DATE_FORMATS`], chosen per
+//! value, so a profile that lists them all reads every one. The truth file
+//! is the same kinds and outcomes: the new columns carry no defect, and
+//! a `ragged` record still lacks the last three fields.
 
 use std::io::{self, BufWriter, Write};
 
@@ -64,6 +76,16 @@ pub const HEADER: [&str; 20] = [
     "BIRTH_DATE",
     "EXPIRY_DATE",
     "DEPT",
+];
+
+/// The columns [`generate_rich`] writes after [`HEADER`]'s, in order.
+pub const RICH_EXTRA: [&str; 4] = ["WORK_PHONE", "UNIV_ID", "LIBRARY_ID", "NOTE"];
+
+/// The date formats of a rich extract (chrono syntax), each one as likely;
+/// tried in this order, every value reads as the date it was written for
+/// (`%m/%d/%Y` refuses `08/14/53` as year 53, so `%m/%d/%y` then reads it).
+pub const RICH_DATE_FORMATS: [&str; 7] = [
+    "%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d", "%d-%b-%Y", "%b %d %Y", "%m/%d/%y",
 ];
 
 /// The truth file's header row, in column order.
@@ -309,6 +331,30 @@ const MULTILINE_ADDR2: &[&str] = &[
     "Room 5\nc/o Front desk",
 ];
 
+/// Free-text notes of a rich extract: commas to quote, `&` and `<` to
+/// escape in XML; no personal data.
+const NOTES: &[&str] = &[
+    "Carrel holder, spring term",
+    "Proxy borrower for the department",
+    "Distance learner: post items",
+    "Research & teaching collection access",
+    "Fines review <2027>",
+    "Reading room only",
+];
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// How a date is written: an index into [`RICH_DATE_FORMATS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DateFormat(usize);
+
+impl DateFormat {
+    const ISO: DateFormat = DateFormat(0);
+    const US: DateFormat = DateFormat(1);
+}
+
 /// Values no date format accepts.
 const BAD_DATES: &[&str] = &[
     "2027-13-45",
@@ -330,6 +376,9 @@ struct Scratch {
     postal: Vec<u8>,
     birth: Vec<u8>,
     expiry: Vec<u8>,
+    work_phone: Vec<u8>,
+    univ_id: Vec<u8>,
+    library_id: Vec<u8>,
     truth: Vec<u8>,
 }
 
@@ -341,6 +390,30 @@ struct Scratch {
 /// errors otherwise.
 pub fn generate<W1: Write, W2: Write>(
     opts: &GenOptions,
+    extract: W1,
+    truth: W2,
+) -> io::Result<GenStats> {
+    write_extract(opts, false, extract, truth)
+}
+
+/// Writes a rich synthetic extract (see [the module docs](self#rich-extract))
+/// to `extract` and its ground truth to `truth`: [`generate`]'s records,
+/// kinds and outcomes, with the columns of [`RICH_EXTRA`] and dates in
+/// every one of [`RICH_DATE_FORMATS`]. Same options, same bytes; errors
+/// as [`generate`]'s.
+pub fn generate_rich<W1: Write, W2: Write>(
+    opts: &GenOptions,
+    extract: W1,
+    truth: W2,
+) -> io::Result<GenStats> {
+    write_extract(opts, true, extract, truth)
+}
+
+/// [`generate`] (`rich` false, whose bytes tests pin: rich mode draws its
+/// extra random numbers only when on) or [`generate_rich`].
+fn write_extract<W1: Write, W2: Write>(
+    opts: &GenOptions,
+    rich: bool,
     extract: W1,
     truth: W2,
 ) -> io::Result<GenStats> {
@@ -363,7 +436,11 @@ pub fn generate<W1: Write, W2: Write>(
         .buffer_capacity(1 << 16)
         .from_writer(extract);
     let mut truth = BufWriter::with_capacity(1 << 16, truth);
-    out.write_record(HEADER)?;
+    if rich {
+        out.write_record(HEADER.iter().chain(&RICH_EXTRA))?;
+    } else {
+        out.write_record(HEADER)?;
+    }
     truth.write_all(TRUTH_HEADER.join(",").as_bytes())?;
     truth.write_all(b"\n")?;
 
@@ -507,15 +584,26 @@ pub fn generate<W1: Write, W2: Write>(
         // Dates.
         s.birth.clear();
         if rng.random_ratio(7, 10) {
-            let us = rng.random_bool(0.5);
-            push_date(&mut s.birth, &mut rng, 1950, 2006, us);
+            let fmt = if rich {
+                pick_date_format(&mut rng)
+            } else if rng.random_bool(0.5) {
+                DateFormat::US
+            } else {
+                DateFormat::ISO
+            };
+            push_date(&mut s.birth, &mut rng, 1950, 2006, fmt);
         }
         s.expiry.clear();
         if kind == Kind::BadDate {
             s.expiry
                 .extend_from_slice(pick(&mut rng, BAD_DATES).as_bytes());
         } else if rng.random_bool(0.5) {
-            push_date(&mut s.expiry, &mut rng, 2027, 2030, false);
+            let fmt = if rich {
+                pick_date_format(&mut rng)
+            } else {
+                DateFormat::ISO
+            };
+            push_date(&mut s.expiry, &mut rng, 2027, 2030, fmt);
         }
         let dept = if rng.random_ratio(9, 10) {
             pick(&mut rng, DEPTS)
@@ -523,7 +611,35 @@ pub fn generate<W1: Write, W2: Write>(
             ""
         };
 
-        let fields: [&[u8]; 20] = [
+        // Rich columns, drawn last so the records above stay the same
+        // whatever the layout.
+        s.work_phone.clear();
+        s.univ_id.clear();
+        s.library_id.clear();
+        let mut note = "";
+        if rich {
+            if rng.random_ratio(3, 10) {
+                s.work_phone.extend_from_slice(b"+1 555 02");
+                push_num(&mut s.work_phone, rng.random_range(0..100u32).into(), 2);
+                s.work_phone.push(b' ');
+                push_num(&mut s.work_phone, rng.random_range(0..10_000u32).into(), 4);
+                if rng.random_ratio(1, 4) {
+                    s.work_phone.extend_from_slice(b" ext. ");
+                    push_num(&mut s.work_phone, rng.random_range(100..1000u32).into(), 3);
+                }
+            }
+            // Derived from the record number, like EMPLID and BARCODE, so
+            // unique per record; no other column ever holds these shapes.
+            s.univ_id.push(b'U');
+            push_num(&mut s.univ_id, rec, 9);
+            s.library_id.extend_from_slice(b"LIB-");
+            push_num(&mut s.library_id, rec, 8);
+            if rng.random_ratio(3, 20) {
+                note = pick(&mut rng, NOTES);
+            }
+        }
+
+        let fields: [&[u8]; 24] = [
             &s.emplid,
             &s.barcode,
             last_name.as_bytes(),
@@ -544,11 +660,16 @@ pub fn generate<W1: Write, W2: Write>(
             &s.birth,
             &s.expiry,
             dept.as_bytes(),
+            &s.work_phone,
+            &s.univ_id,
+            &s.library_id,
+            note.as_bytes(),
         ];
+        let width = if rich { fields.len() } else { HEADER.len() };
         let n = if kind == Kind::Ragged {
-            fields.len() - RAGGED_DROP
+            width - RAGGED_DROP
         } else {
-            fields.len()
+            width
         };
         out.write_record(&fields[..n])?;
 
@@ -801,9 +922,14 @@ fn push_email(
     buf.extend_from_slice(domain);
 }
 
-/// A valid date with a year in `from..=to`, as `YYYY-MM-DD` or, when `us`,
-/// `MM/DD/YYYY`.
-fn push_date(buf: &mut Vec<u8>, rng: &mut ChaCha8Rng, from: u32, to: u32, us: bool) {
+/// One of the seven rich date formats, each as likely.
+fn pick_date_format(rng: &mut ChaCha8Rng) -> DateFormat {
+    DateFormat(pick_index(rng, RICH_DATE_FORMATS.len()))
+}
+
+/// A valid date with a year in `from..=to`, in format `fmt` (one of
+/// [`RICH_DATE_FORMATS`]; days and months zero-padded).
+fn push_date(buf: &mut Vec<u8>, rng: &mut ChaCha8Rng, from: u32, to: u32, fmt: DateFormat) {
     let y = rng.random_range(from..=to);
     let m = rng.random_range(1..=12u32);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -814,18 +940,51 @@ fn push_date(buf: &mut Vec<u8>, rng: &mut ChaCha8Rng, from: u32, to: u32, us: bo
         _ => 31,
     };
     let d = rng.random_range(1..=days);
-    if us {
-        push_num(buf, m.into(), 2);
-        buf.push(b'/');
-        push_num(buf, d.into(), 2);
-        buf.push(b'/');
-        push_num(buf, y.into(), 4);
-    } else {
-        push_num(buf, y.into(), 4);
-        buf.push(b'-');
-        push_num(buf, m.into(), 2);
-        buf.push(b'-');
-        push_num(buf, d.into(), 2);
+    let (y, m, d) = (u64::from(y), u64::from(m), u64::from(d));
+    let mon = MONTHS[m as usize - 1].as_bytes();
+    let num = |buf: &mut Vec<u8>, n: u64, width: usize, then: &[u8]| {
+        push_num(buf, n, width);
+        buf.extend_from_slice(then);
+    };
+    match RICH_DATE_FORMATS[fmt.0] {
+        "%Y-%m-%d" => {
+            num(buf, y, 4, b"-");
+            num(buf, m, 2, b"-");
+            num(buf, d, 2, b"");
+        }
+        "%m/%d/%Y" => {
+            num(buf, m, 2, b"/");
+            num(buf, d, 2, b"/");
+            num(buf, y, 4, b"");
+        }
+        "%d.%m.%Y" => {
+            num(buf, d, 2, b".");
+            num(buf, m, 2, b".");
+            num(buf, y, 4, b"");
+        }
+        "%Y%m%d" => {
+            num(buf, y, 4, b"");
+            num(buf, m, 2, b"");
+            num(buf, d, 2, b"");
+        }
+        "%d-%b-%Y" => {
+            num(buf, d, 2, b"-");
+            buf.extend_from_slice(mon);
+            buf.push(b'-');
+            num(buf, y, 4, b"");
+        }
+        "%b %d %Y" => {
+            buf.extend_from_slice(mon);
+            buf.push(b' ');
+            num(buf, d, 2, b" ");
+            num(buf, y, 4, b"");
+        }
+        _ => {
+            // %m/%d/%y
+            num(buf, m, 2, b"/");
+            num(buf, d, 2, b"/");
+            num(buf, y % 100, 2, b"");
+        }
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufWriter;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::unbounded;
 
@@ -37,6 +37,7 @@ use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
+use crate::run::cpu::{Stage as CpuStage, StageCpu};
 use crate::run::engine::{compression_tokens, finish_placing, place_in_order, Compressed};
 use crate::run::progress::Stage;
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
@@ -563,7 +564,11 @@ fn second_pass(
     // every chunk would be page-faulted in anew, a gigabyte per million
     // users.
     let spare_xml: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-    let map_users = |m: &Mapper, recs: &[RawRecord]| user_chunk(m, recs, flags, &spare_xml);
+    let cpu = Arc::new(StageCpu::default());
+    em.cpu = Some(Arc::clone(&cpu));
+    let map_users = |m: &Mapper, recs: &[RawRecord]| {
+        cpu.time(CpuStage::Map, || user_chunk(m, recs, flags, &spare_xml))
+    };
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
     let (tok_tx, tok_rx) = compression_tokens(threads);
@@ -571,7 +576,10 @@ fn second_pass(
     let (doc_back, docs_back) = unbounded::<Vec<u8>>();
     let mut docs = EntryBuilder::recycling(opts.run.limits.users_per_file, docs_back);
     let parts = std::thread::scope(|ts| -> Result<_> {
-        let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
+        let place_cpu = Arc::clone(&cpu);
+        let placer_thread = ts.spawn(move || {
+            place_cpu.time(CpuStage::Place, || place_in_order(placer, ent_rx, tok_tx))
+        });
         let mut seq = 0u64;
         let pool = &ctx.pool;
         let mut submit = |(doc, users): (Vec<u8>, u64)| -> Result<()> {
@@ -580,14 +588,19 @@ fn second_pass(
                 .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
             let (tx, back, n) = (ent_tx.clone(), doc_back.clone(), seq);
             seq += 1;
+            let cpu = Arc::clone(&cpu);
             pool.spawn(move || {
-                let entry = compress_entry(&doc, users, level, mtime);
+                let entry = cpu.time(CpuStage::Compress, || {
+                    compress_entry(&doc, users, level, mtime)
+                });
                 let _ = back.send(doc);
                 let _ = tx.send((n, entry));
             });
             Ok(())
         };
         let mut user_xml = Vec::new();
+        // This thread parses the records and consumes them in order.
+        let consuming = cpu.mark();
         let consumed = ctx.scan(map_users, |ev| {
             let (si, batch, chunks) = match ev {
                 Event::EndFile {
@@ -725,6 +738,7 @@ fn second_pass(
             }
             Ok(())
         });
+        cpu.add_since(CpuStage::Consume, consuming);
         // Expired departed users (`--state`), after the feed's.
         let consumed = consumed.and_then(|()| {
             for user in em.departed()? {

@@ -494,6 +494,7 @@ pub(crate) fn finish(
         index,
         index_failed,
         started,
+        cpu,
         ..
     } = em;
     if let Some(e) = index_failed {
@@ -644,6 +645,7 @@ pub(crate) fn finish(
         started_at: started.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         stages,
         exit_status,
+        cpu_s: cpu.map(|c| c.seconds()),
     });
     // The report's trend: the last committed runs and this one.
     let trend = match state.as_ref() {

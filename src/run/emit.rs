@@ -71,6 +71,8 @@ pub(crate) struct Emitter<'o> {
     pub(super) index_failed: Option<Error>,
     /// What a progress display reads (records, rejects, bytes).
     pub(crate) progress: Arc<Progress>,
+    /// CPU time per stage, set by the parallel engines for `run.cpu_s`.
+    pub(crate) cpu: Option<Arc<super::cpu::StageCpu>>,
     /// The inputs' sizes, to turn text positions into bytes read.
     pub(crate) bytes: InputBytes,
 }
@@ -102,6 +104,7 @@ impl<'o> Emitter<'o> {
             superseded: 0,
             lines: vec![LineCounts::default(); opts.inputs.len()],
             started: (chrono::Utc::now(), std::time::Instant::now()),
+            cpu: None,
             file_hashes: {
                 let files: Vec<PathBuf> = opts
                     .inputs

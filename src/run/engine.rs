@@ -29,6 +29,7 @@ use crate::read::decode::Text;
 use crate::read::source::{count_breaks, Extract, RawRecord, Shard};
 use crate::report::{Fail, MapStats};
 use crate::run::convert::{csv_err, id_values, map_record, reject_id, Emitter, Setup};
+use crate::run::cpu::{Stage, StageCpu};
 use crate::write::package::{Entry, EntryWriter, Finished, Placer};
 use crate::write::xml;
 
@@ -225,8 +226,12 @@ pub(crate) fn run(
     let level = setup.opts.run.limits.compression_level;
     let mtime = setup.mtime;
     let per_file = setup.opts.run.limits.users_per_file;
+    let cpu = Arc::new(StageCpu::default());
+    em.cpu = Some(Arc::clone(&cpu));
     std::thread::scope(|ts| {
-        let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
+        let place_cpu = Arc::clone(&cpu);
+        let placer_thread = ts
+            .spawn(move || place_cpu.time(Stage::Place, || place_in_order(placer, ent_rx, tok_tx)));
         let mut seq = 0u64;
         // Documents own their pieces, so their compression tasks need no
         // scope; the placer sees the end when the last sender is dropped.
@@ -237,10 +242,11 @@ pub(crate) fn run(
             let (tx, back) = (ent_tx.clone(), shard_back.clone());
             let n = seq;
             seq += 1;
+            let cpu = Arc::clone(&cpu);
             pool.spawn(move || {
                 let pieces: usize = doc.parts.iter().map(|(_, r)| r.len()).sum();
                 let len = xml::HEADER.len() + pieces + xml::FOOTER.len();
-                let entry = (|| {
+                let entry = cpu.time(Stage::Compress, || {
                     let mut w = EntryWriter::new(len, level, mtime)?;
                     w.write(xml::HEADER)?;
                     // Each shard buffer goes back as soon as its last piece
@@ -253,12 +259,12 @@ pub(crate) fn run(
                     }
                     w.write(xml::FOOTER)?;
                     w.finish(doc.users)
-                })();
+                });
                 let _ = tx.send((n, entry));
             });
             Ok(())
         };
-        let consumed = (|| -> Result<()> {
+        let consumed = cpu.time(Stage::Consume, || -> Result<()> {
             let mut doc = Doc::default();
             for idx in 0..setup.opts.inputs.len() {
                 let mut docs = Documents {
@@ -327,7 +333,7 @@ pub(crate) fn run(
                 submit(doc)?;
             }
             Ok(())
-        })();
+        });
         finish_placing(placer_thread, ent_tx, consumed)
     })
 }
@@ -353,6 +359,7 @@ fn run_file<'s>(
     let (mut next_dispatch, mut next_consume) = (0usize, 0usize);
     let mut pending: BTreeMap<usize, Result<ShardOut>> = BTreeMap::new();
     let mut expected: Option<Option<usize>> = None;
+    let cpu = em.cpu.clone().unwrap_or_default();
     loop {
         while next_dispatch < shards.len() && next_dispatch < next_consume + window {
             let (tx, shard, i, g) = (
@@ -362,8 +369,11 @@ fn run_file<'s>(
                 generation,
             );
             let buf = bufs.try_recv().unwrap_or_default();
+            let cpu = Arc::clone(&cpu);
             scope.spawn(move |_| {
-                let r = map_shard(x, m, shard, idx, buf, |e| csv_err(opts, idx, e));
+                let r = cpu.time(Stage::Map, || {
+                    map_shard(x, m, shard, idx, buf, |e| csv_err(opts, idx, e))
+                });
                 let _ = tx.send((g, i, r));
             });
             next_dispatch += 1;

@@ -7,6 +7,7 @@
 //! through [`crate::write`] and publishes through [`crate::outdir`].
 
 pub mod convert;
+pub(crate) mod cpu;
 mod emit;
 pub(crate) mod engine;
 pub mod options;
