@@ -403,7 +403,7 @@ fn claim(
     let file_of = |i: usize| file_of(file_ends, i);
     // Winners claim their identifiers in output order, first wins.
     let mut claims = IdSet::new(case);
-    claims.reserve(line.len(), ids.values.len(), ids.text.len());
+    claims.reserve(ids.values.len(), ids.text.len());
     let mut lost: HashMap<usize, Fail> = HashMap::new();
     for i in 0..flags.len() {
         if flags[i] & MAPPED == 0 || flags[i] & LOSER != 0 {

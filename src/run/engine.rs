@@ -450,11 +450,7 @@ fn presize(em: &mut Emitter, out: &ShardOut, first: Shard, len: usize) {
     let shard_len = first.end.saturating_sub(first.start).max(1);
     let rest = len.saturating_sub(first.end);
     let scale = |n: usize| (n as u128 * rest as u128 / shard_len as u128) as usize;
-    em.reserve_ids(
-        scale(out.items.len()),
-        scale(out.ids.len()),
-        scale(out.id_text.len()),
-    );
+    em.reserve_ids(scale(out.ids.len()), scale(out.id_text.len()));
 }
 
 /// An XML document (without its header and footer) as pieces of shard
