@@ -37,7 +37,7 @@ use crate::profile::IdentifierCase;
 use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
-use crate::run::engine::{compression_tokens, finish_placing, place_in_order, Compressed};
+use crate::run::engine::{compressing, finish_placing, place_in_order, tokens, Compressed};
 use crate::run::progress::Stage;
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
@@ -566,7 +566,7 @@ fn second_pass(
     let map_users = |m: &Mapper, recs: &[RawRecord]| user_chunk(m, recs, flags, &spare_xml);
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
-    let (tok_tx, tok_rx) = compression_tokens(threads);
+    let (tok_tx, tok_rx) = tokens(compressing(threads));
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     let (doc_back, docs_back) = unbounded::<Vec<u8>>();
     let mut docs = EntryBuilder::recycling(opts.run.limits.users_per_file, docs_back);

@@ -123,6 +123,10 @@ pub fn compress_entry(xml: &[u8], users: u64, level: u32, mtime: zip::DateTime) 
 pub struct EntryWriter {
     w: ZipWriter<Cursor<Vec<u8>>>,
     stage: Vec<u8>,
+    /// Bytes written so far, and the most a streamed entry (one started
+    /// before its length was known, so without zip64) may take.
+    written: u64,
+    limit: u64,
 }
 
 fn zip_err(source: zip::result::ZipError) -> Error {
@@ -145,11 +149,30 @@ impl EntryWriter {
         Ok(EntryWriter {
             w,
             stage: Vec::new(),
+            written: 0,
+            limit: u64::MAX,
         })
+    }
+
+    /// Starts an entry whose length is not known yet, so that a document
+    /// can be compressed while it is still being filled. Its bytes are
+    /// those of [`EntryWriter::new`] given the final length, as long as
+    /// that stays under 4 GiB (the zip64 choice is made at the start): a
+    /// longer document is refused with [`Error::Limit`].
+    pub fn streaming(level: u32, mtime: zip::DateTime) -> Result<EntryWriter> {
+        let mut w = EntryWriter::new(0, level, mtime)?;
+        w.limit = u64::from(u32::MAX) - 1;
+        Ok(w)
     }
 
     /// Appends the next piece of the document.
     pub fn write(&mut self, mut p: &[u8]) -> Result<()> {
+        self.written += p.len() as u64;
+        if self.written > self.limit {
+            return Err(Error::Limit(
+                "an XML document passes 4 GiB; lower --users-per-file".into(),
+            ));
+        }
         while !p.is_empty() {
             if self.stage.is_empty() && p.len() >= FEED {
                 self.w.write_all(&p[..FEED]).map_err(mem_err)?;
