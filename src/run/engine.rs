@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -232,6 +233,7 @@ pub(crate) fn run(
         budget: Budget::new(XML_IN_FLIGHT),
         back: shard_back.clone(),
         entries: ent_tx.clone(),
+        last_zip: AtomicUsize::new(0),
     });
     std::thread::scope(|ts| {
         let placer_thread = ts.spawn(move || place_in_order(placer, ent_rx, tok_tx));
@@ -519,6 +521,9 @@ struct Shared {
     /// Shard buffers whose last piece is written, for reuse.
     back: Sender<Vec<u8>>,
     entries: Sender<Compressed>,
+    /// The size of the last compressed document: a size hint only, which
+    /// no byte of output depends on.
+    last_zip: AtomicUsize,
 }
 
 /// One document being compressed as it fills: batches queue here, and
@@ -551,7 +556,8 @@ impl Stream {
 /// shard buffer goes back for reuse as soon as its last piece is written.
 fn drain(s: &Stream, sh: &Shared) {
     let mut w = s.lock().writer.take().unwrap_or_else(|| {
-        let mut w = EntryWriter::streaming(sh.level, sh.mtime)?;
+        let last = sh.last_zip.load(Ordering::Relaxed);
+        let mut w = EntryWriter::streaming(sh.level, sh.mtime, last + last / 8)?;
         w.write(xml::HEADER)?;
         Ok(w)
     });
@@ -587,6 +593,9 @@ fn drain(s: &Stream, sh: &Shared) {
                     w.write(xml::FOOTER)?;
                     w.finish(users)
                 });
+                if let Ok(e) = &entry {
+                    sh.last_zip.store(e.zip_len(), Ordering::Relaxed);
+                }
                 let _ = sh.entries.send((s.seq, entry));
                 return;
             }

@@ -143,7 +143,11 @@ fn mem_err(e: std::io::Error) -> Error {
 impl EntryWriter {
     /// Starts an entry of `len` bytes of XML in all.
     pub fn new(len: usize, level: u32, mtime: zip::DateTime) -> Result<EntryWriter> {
-        let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(len / 6 + 1024)));
+        EntryWriter::with_room(len, level, mtime, len / 6 + 1024)
+    }
+
+    fn with_room(len: usize, level: u32, mtime: zip::DateTime, room: usize) -> Result<EntryWriter> {
+        let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(room)));
         w.start_file("entry.xml", file_options(level, mtime, len as u64))
             .map_err(zip_err)?;
         Ok(EntryWriter {
@@ -158,9 +162,11 @@ impl EntryWriter {
     /// can be compressed while it is still being filled. Its bytes are
     /// those of [`EntryWriter::new`] given the final length, as long as
     /// that stays under 4 GiB (the zip64 choice is made at the start): a
-    /// longer document is refused with [`Error::Limit`].
-    pub fn streaming(level: u32, mtime: zip::DateTime) -> Result<EntryWriter> {
-        let mut w = EntryWriter::new(0, level, mtime)?;
+    /// longer document is refused with [`Error::Limit`]. `room` is the
+    /// compressed size expected (the previous document's, say), so the
+    /// buffer need not double its way up past it.
+    pub fn streaming(level: u32, mtime: zip::DateTime, room: usize) -> Result<EntryWriter> {
+        let mut w = EntryWriter::with_room(0, level, mtime, room)?;
         w.limit = u64::from(u32::MAX) - 1;
         Ok(w)
     }
@@ -688,7 +694,25 @@ mod tests {
                 }
                 let split = w.finish(1).unwrap();
                 assert!(split.zip == whole.zip, "level {level}, pieces of {cut}");
+                // Started before its length is known, with any room.
+                for room in [0, 10, 1 << 20] {
+                    let mut w = EntryWriter::streaming(level, mtime, room).unwrap();
+                    for piece in doc.chunks(cut) {
+                        w.write(piece).unwrap();
+                    }
+                    let streamed = w.finish(1).unwrap();
+                    assert!(streamed.zip == whole.zip, "level {level}, {cut}, {room}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_streamed_entry_past_its_limit_is_refused() {
+        // The real limit is 4 GiB, where zip64 would have been needed.
+        let mut w = EntryWriter::streaming(6, zip_time(as_of()), 0).unwrap();
+        w.limit = 10;
+        w.write(b"0123456789").unwrap();
+        assert!(matches!(w.write(b"x"), Err(Error::Limit(_))));
     }
 }
