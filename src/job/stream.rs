@@ -38,7 +38,7 @@ use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
 use crate::run::cpu::{Stage as CpuStage, StageCpu};
-use crate::run::engine::{compression_tokens, finish_placing, place_in_order, Compressed};
+use crate::run::engine::{compressing, finish_placing, place_in_order, tokens, Compressed};
 use crate::run::progress::Stage;
 use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
 use crate::write::xml;
@@ -404,7 +404,7 @@ fn claim(
     let file_of = |i: usize| file_of(file_ends, i);
     // Winners claim their identifiers in output order, first wins.
     let mut claims = IdSet::new(case);
-    claims.reserve(line.len(), ids.values.len(), ids.text.len());
+    claims.reserve(ids.values.len(), ids.text.len());
     let mut lost: HashMap<usize, Fail> = HashMap::new();
     for i in 0..flags.len() {
         if flags[i] & MAPPED == 0 || flags[i] & LOSER != 0 {
@@ -571,7 +571,7 @@ fn second_pass(
     };
     // Documents are compressed on the pool as they fill, a bounded number
     // at a time (as in the single-feed engine), and placed in order.
-    let (tok_tx, tok_rx) = compression_tokens(threads);
+    let (tok_tx, tok_rx) = tokens(compressing(threads));
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     let (doc_back, docs_back) = unbounded::<Vec<u8>>();
     let mut docs = EntryBuilder::recycling(opts.run.limits.users_per_file, docs_back);

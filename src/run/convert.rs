@@ -141,7 +141,12 @@ impl<'o> Setup<'o> {
                 .map_err(|msg| profile_err(self.opts, msg))?,
         };
         if em.ids.is_none() {
-            em.ids = Some(IdSet::new(m.identifier_case()));
+            // Beyond its newest megabyte the set's values go to a private
+            // file in the staging directory: a run's RAM then grows by the
+            // table's ≈ 10 bytes per identifier, not by the values.
+            let mut ids = IdSet::new(m.identifier_case());
+            ids.spill_in(crate::outdir::temp_dir_for(&self.opts.run.out_dir)?.0);
+            em.ids = Some(ids);
         }
         self.mapper = Some(m);
         Ok(x)
@@ -495,10 +500,15 @@ pub(crate) fn finish(
         index_failed,
         started,
         cpu,
+        ids,
         ..
     } = em;
     if let Some(e) = index_failed {
         return Err(e);
+    }
+    if let Some(e) = ids.and_then(|mut ids| ids.take_error()) {
+        // A value that could not be read back may have been let through.
+        return Err(Error::io(opts.run.out_dir.join("(identifier set)"), e));
     }
     let mut hashes = file_hashes
         .map(|h| h.join().unwrap_or_default())

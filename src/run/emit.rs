@@ -189,9 +189,9 @@ impl<'o> Emitter<'o> {
 
     /// Makes room in the identifier set for what the rest of the run is
     /// expected to claim (see [`IdSet::reserve`]).
-    pub(crate) fn reserve_ids(&mut self, records: usize, values: usize, bytes: usize) {
+    pub(crate) fn reserve_ids(&mut self, values: usize, bytes: usize) {
         if let Some(ids) = self.ids.as_mut() {
-            ids.reserve(records, values, bytes);
+            ids.reserve(values, bytes);
         }
     }
 

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  shards (rayon) ──► ordered consumer ──► entry compression (rayon) ──► placer thread
-//!  parse, map,        record numbers,      one XML document per task      zip parts, in
-//!  serialize          claims, rejects,                                    entry order
+//!  parse, map,        record numbers,      each document as it fills,     zip parts, in
+//!  serialize          claims, rejects,     a shard's users at a time      entry order
 //!                     cutting documents
 //! ```
 //!
@@ -12,13 +12,16 @@
 //! ordered consumer (the calling thread), which takes shard results in
 //! shard order whatever order they finish in; so identifier claims are
 //! exactly the sequential first-wins decisions, and thread timing never
-//! decides an outcome. Work in flight is bounded on both sides (a window
-//! of shards, a pool of tokens for documents being compressed), so the
-//! XML of a million patrons is never held in memory at once.
+//! decides an outcome. Work in flight is bounded on both sides: a window
+//! of shards being mapped, and a budget of bytes of XML handed to
+//! compression ([`XML_IN_FLIGHT`]), with a few documents open at once; a
+//! document is compressed while it fills, so it is never held whole, and
+//! the XML in memory does not grow with the users per file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
@@ -211,67 +214,47 @@ pub(crate) fn run(
         .thread_name(|i| format!("patronload-{i}"))
         .build()
         .map_err(|e| Error::Usage(format!("cannot start {threads} threads: {e}")))?;
-    // Documents being compressed or waiting to be placed: each holds an
-    // uncompressed XML document (≈ 40 MB at 20,000 users), so they are
-    // what bounds memory. Compression is under half of the CPU a record
-    // costs, so half the threads compressing keeps the others mapping;
-    // but at least two, or on two cores compression runs one document
-    // at a time behind the mappers (measured at 1M patrons, 2 threads:
-    // 6.5 s with one token, 6.1 s with two, 38 MB more peak RSS).
-    let (tok_tx, tok_rx) = compression_tokens(threads);
+    // Documents open at once: the one being filled and those still
+    // compressing or waiting to be placed. Compression is under half of
+    // the CPU a record costs, so half the threads compressing keeps the
+    // others mapping; but at least two besides the one being filled, or
+    // on two cores compression runs one document at a time behind the
+    // mappers (measured at 1M patrons, 2 threads: 6.5 s with one, 6.1 s
+    // with two). What bounds memory is the XML they hold, in bytes
+    // (see [`XML_IN_FLIGHT`]), not their number.
+    let (tok_tx, tok_rx) = tokens(compressing(threads) + 1);
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     // Shard XML buffers handed back for reuse: by the consumer, or by the
     // compression task that held the last piece of one.
     let (shard_back, shards_back) = unbounded::<Vec<u8>>();
-    let level = setup.opts.run.limits.compression_level;
-    let mtime = setup.mtime;
     let per_file = setup.opts.run.limits.users_per_file;
     let cpu = Arc::new(StageCpu::default());
     em.cpu = Some(Arc::clone(&cpu));
+    let shared = Arc::new(Shared {
+        cpu: Arc::clone(&cpu),
+        level: setup.opts.run.limits.compression_level,
+        mtime: setup.mtime,
+        budget: Budget::new(XML_IN_FLIGHT),
+        back: shard_back.clone(),
+        entries: ent_tx.clone(),
+        last_zip: AtomicUsize::new(0),
+    });
     std::thread::scope(|ts| {
         let place_cpu = Arc::clone(&cpu);
         let placer_thread = ts
             .spawn(move || place_cpu.time(Stage::Place, || place_in_order(placer, ent_rx, tok_tx)));
-        let mut seq = 0u64;
-        // Documents own their pieces, so their compression tasks need no
-        // scope; the placer sees the end when the last sender is dropped.
-        let mut submit = |doc: Doc| -> Result<()> {
-            tok_rx
-                .recv()
-                .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
-            let (tx, back) = (ent_tx.clone(), shard_back.clone());
-            let n = seq;
-            seq += 1;
-            let cpu = Arc::clone(&cpu);
-            pool.spawn(move || {
-                let pieces: usize = doc.parts.iter().map(|(_, r)| r.len()).sum();
-                let len = xml::HEADER.len() + pieces + xml::FOOTER.len();
-                let entry = cpu.time(Stage::Compress, || {
-                    let mut w = EntryWriter::new(len, level, mtime)?;
-                    w.write(xml::HEADER)?;
-                    // Each shard buffer goes back as soon as its last piece
-                    // is written, not when the whole document is.
-                    for (buf, r) in doc.parts {
-                        w.write(&buf[r])?;
-                        if let Some(buf) = Arc::into_inner(buf) {
-                            let _ = back.send(buf);
-                        }
-                    }
-                    w.write(xml::FOOTER)?;
-                    w.finish(doc.users)
-                });
-                let _ = tx.send((n, entry));
-            });
-            Ok(())
-        };
         let consumed = cpu.time(Stage::Consume, || -> Result<()> {
-            let mut doc = Doc::default();
+            let mut docs = Documents {
+                pool: &pool,
+                per_file,
+                tokens: &tok_rx,
+                shared,
+                seq: 0,
+                open: None,
+                batch: Batch::default(),
+                users: 0,
+            };
             for idx in 0..setup.opts.inputs.len() {
-                let mut docs = Documents {
-                    doc: &mut doc,
-                    per_file,
-                    submit: &mut submit,
-                };
                 let mut file = |setup: &mut Setup, em: &mut Emitter, text: &Text| {
                     let x = setup.extract(idx, text, em)?;
                     let m = setup.mapper()?;
@@ -316,11 +299,6 @@ pub(crate) fn run(
                     })
                     .collect();
                 let buf = Arc::new(departed.concat());
-                let mut docs = Documents {
-                    doc: &mut doc,
-                    per_file,
-                    submit: &mut submit,
-                };
                 let mut start = 0;
                 for end in ends {
                     docs.push(&buf, start..end)?;
@@ -329,10 +307,9 @@ pub(crate) fn run(
             }
             em.progress
                 .set_stage(crate::run::progress::Stage::Compressing);
-            if doc.users > 0 {
-                submit(doc)?;
-            }
-            Ok(())
+            // Dropped here, with its sender of entries, so that the placer
+            // sees the end once the last compression task is done.
+            docs.finish()
         });
         finish_placing(placer_thread, ent_tx, consumed)
     })
@@ -350,8 +327,9 @@ fn run_file<'s>(
     shard_bytes: usize,
     em: &mut Emitter,
     (buf_back, bufs): (&Sender<Vec<u8>>, &Receiver<Vec<u8>>),
-    docs: &mut Documents<'_, impl FnMut(Doc) -> Result<()>>,
+    docs: &mut Documents<'_>,
 ) -> Result<()> {
+    let cpu = em.cpu.clone().unwrap_or_default();
     let mut shards = x.shards(shard_bytes);
     let window = threads + 2;
     let (sh_tx, sh_rx) = unbounded::<(u32, usize, Result<ShardOut>)>();
@@ -359,7 +337,6 @@ fn run_file<'s>(
     let (mut next_dispatch, mut next_consume) = (0usize, 0usize);
     let mut pending: BTreeMap<usize, Result<ShardOut>> = BTreeMap::new();
     let mut expected: Option<Option<usize>> = None;
-    let cpu = em.cpu.clone().unwrap_or_default();
     loop {
         while next_dispatch < shards.len() && next_dispatch < next_consume + window {
             let (tx, shard, i, g) = (
@@ -460,27 +437,31 @@ fn presize(em: &mut Emitter, out: &ShardOut, first: Shard, len: usize) {
     let shard_len = first.end.saturating_sub(first.start).max(1);
     let rest = len.saturating_sub(first.end);
     let scale = |n: usize| (n as u128 * rest as u128 / shard_len as u128) as usize;
-    em.reserve_ids(
-        scale(out.items.len()),
-        scale(out.ids.len()),
-        scale(out.id_text.len()),
-    );
+    em.reserve_ids(scale(out.ids.len()), scale(out.id_text.len()));
 }
 
-/// An XML document (without its header and footer) as pieces of shard
-/// buffers: users are never copied out of the buffer they were written
-/// into, and a buffer lives until the last document using it is
-/// compressed.
+/// Bytes of XML handed to compression and not yet compressed, at most
+/// (one batch more when none is held, so a huge one cannot wait forever).
+/// A fixed budget, whatever the users per file or the size of a user:
+/// documents are compressed while they are filled, shard by shard, so
+/// no document is ever held whole. 32 MiB keeps every thread busy on two
+/// cores (see `run`), at about 80 % of a default document of 20,000
+/// users.
+const XML_IN_FLIGHT: usize = 32 << 20;
+
+/// Pieces of shard buffers on their way into one document, in order.
 #[derive(Default)]
-struct Doc {
+struct Batch {
     parts: Vec<(Arc<Vec<u8>>, Range<usize>)>,
-    users: u64,
-    /// The last part is this document's own copy buffer.
+    /// Bytes of XML the pieces hold.
+    bytes: usize,
+    /// The last part is this batch's own copy buffer.
     owned_last: bool,
 }
 
-impl Doc {
+impl Batch {
     fn push(&mut self, buf: &Arc<Vec<u8>>, r: Range<usize>) {
+        self.bytes += r.len();
         if let Some((last, lr)) = self.parts.last_mut() {
             if Arc::ptr_eq(last, buf) && lr.end == r.start {
                 lr.end = r.end;
@@ -492,9 +473,10 @@ impl Doc {
     }
 
     /// Adds a copy of `bytes`: for a sparse document (a delta), whose
-    /// users would otherwise hold every shard buffer of the run alive
-    /// until the document fills.
+    /// users would otherwise hold a shard buffer each for a few bytes of
+    /// it.
     fn copy(&mut self, bytes: &[u8]) {
+        self.bytes += bytes.len();
         if self.owned_last {
             if let Some((last, lr)) = self.parts.last_mut() {
                 if let Some(v) = Arc::get_mut(last) {
@@ -509,34 +491,226 @@ impl Doc {
     }
 }
 
-/// The document being filled, cut every `per_file` users and handed to
-/// `submit` for compression.
-struct Documents<'d, F> {
-    doc: &'d mut Doc,
-    per_file: u64,
-    submit: &'d mut F,
+/// A count of bytes held, and a wait for room under a maximum.
+struct Budget {
+    held: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
 }
 
-impl<F: FnMut(Doc) -> Result<()>> Documents<'_, F> {
-    /// Adds a user (a range of a shard buffer) to the document, handing
-    /// it to `submit` when full.
+impl Budget {
+    fn new(max: usize) -> Budget {
+        Budget {
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+            max,
+        }
+    }
+
+    /// Waits until `n` more bytes fit (or nothing is held), then holds them.
+    fn take(&self, n: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        while *held > 0 && *held + n > self.max {
+            held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        *held += n;
+    }
+
+    fn give(&self, n: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        *held -= n;
+        self.freed.notify_all();
+    }
+}
+
+/// What every compression task shares.
+struct Shared {
+    /// Where compression tasks add their CPU time.
+    cpu: Arc<StageCpu>,
+    level: u32,
+    mtime: zip::DateTime,
+    budget: Budget,
+    /// Shard buffers whose last piece is written, for reuse.
+    back: Sender<Vec<u8>>,
+    entries: Sender<Compressed>,
+    /// The size of the last compressed document: a size hint only, which
+    /// no byte of output depends on.
+    last_zip: AtomicUsize,
+}
+
+/// One document being compressed as it fills: batches queue here, and
+/// one task at a time (a new one whenever the queue was left empty)
+/// writes them into the document's compressor, in order.
+struct Stream {
+    seq: u64,
+    state: Mutex<StreamState>,
+}
+
+#[derive(Default)]
+struct StreamState {
+    queue: VecDeque<Batch>,
+    /// A task is writing the queue (or is about to).
+    draining: bool,
+    /// The users of the document, once it is complete.
+    done: Option<u64>,
+    /// The compressor between two tasks; `None` before the first.
+    writer: Option<Result<EntryWriter>>,
+}
+
+impl Stream {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes the queued batches of `s` into its compressor and, once the
+/// document is complete and written, sends the entry to the placer. Each
+/// shard buffer goes back for reuse as soon as its last piece is written.
+fn drain(s: &Stream, sh: &Shared) {
+    let mut w = s.lock().writer.take().unwrap_or_else(|| {
+        let last = sh.last_zip.load(Ordering::Relaxed);
+        let mut w = EntryWriter::streaming(sh.level, sh.mtime, last + last / 8)?;
+        w.write(xml::HEADER)?;
+        Ok(w)
+    });
+    loop {
+        let next = {
+            let mut st = s.lock();
+            match (st.queue.pop_front(), st.done) {
+                (Some(batch), _) => Ok(batch),
+                (None, Some(users)) => Err(users),
+                (None, None) => {
+                    st.writer = Some(w);
+                    st.draining = false;
+                    return;
+                }
+            }
+        };
+        match next {
+            Ok(batch) => {
+                for (buf, r) in batch.parts {
+                    if let Ok(wr) = &mut w {
+                        if let Err(e) = wr.write(&buf[r]) {
+                            w = Err(e);
+                        }
+                    }
+                    if let Some(buf) = Arc::into_inner(buf) {
+                        let _ = sh.back.send(buf);
+                    }
+                }
+                sh.budget.give(batch.bytes);
+            }
+            Err(users) => {
+                let entry = w.and_then(|mut w| {
+                    w.write(xml::FOOTER)?;
+                    w.finish(users)
+                });
+                if let Ok(e) = &entry {
+                    sh.last_zip.store(e.zip_len(), Ordering::Relaxed);
+                }
+                let _ = sh.entries.send((s.seq, entry));
+                return;
+            }
+        }
+    }
+}
+
+/// The document being filled, cut every `per_file` users: its users go
+/// to its compression task a shard at a time, under the byte budget, so
+/// the XML in flight never depends on how many users a document holds.
+struct Documents<'p> {
+    pool: &'p rayon::ThreadPool,
+    per_file: u64,
+    /// One per open document (see `run`).
+    tokens: &'p Receiver<()>,
+    shared: Arc<Shared>,
+    /// The next document's number, in output order.
+    seq: u64,
+    open: Option<Arc<Stream>>,
+    /// The open document's users not yet handed over.
+    batch: Batch,
+    /// Users in the open document.
+    users: u64,
+}
+
+impl Documents<'_> {
+    /// Adds a user (a range of a shard buffer) to the document.
     fn push(&mut self, buf: &Arc<Vec<u8>>, r: Range<usize>) -> Result<()> {
-        self.doc.push(buf, r);
-        self.doc.users += 1;
-        if self.doc.users == self.per_file {
-            (self.submit)(std::mem::take(self.doc))?;
+        self.start()?;
+        self.batch.push(buf, r);
+        self.added()
+    }
+
+    /// Adds a copy of a user (see [`Batch::copy`]).
+    fn copy(&mut self, bytes: &[u8]) -> Result<()> {
+        self.start()?;
+        self.batch.copy(bytes);
+        self.added()
+    }
+
+    /// Opens a document if none is, once the placer has room for it.
+    fn start(&mut self) -> Result<()> {
+        if self.open.is_none() {
+            self.tokens
+                .recv()
+                .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
+            self.open = Some(Arc::new(Stream {
+                seq: self.seq,
+                state: Mutex::default(),
+            }));
+            self.seq += 1;
         }
         Ok(())
     }
 
-    /// Adds a copy of a user (see [`Doc::copy`]), handing the document to
-    /// `submit` when full.
-    fn copy(&mut self, bytes: &[u8]) -> Result<()> {
-        self.doc.copy(bytes);
-        self.doc.users += 1;
-        if self.doc.users == self.per_file {
-            (self.submit)(std::mem::take(self.doc))?;
+    fn added(&mut self) -> Result<()> {
+        self.users += 1;
+        if self.users == self.per_file {
+            self.close();
         }
+        Ok(())
+    }
+
+    /// Hands the batch to the open document's compression, waiting for
+    /// room in the budget.
+    fn flush(&mut self) {
+        let Some(s) = &self.open else {
+            return;
+        };
+        if self.batch.parts.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.shared.budget.take(batch.bytes);
+        let mut st = s.lock();
+        st.queue.push_back(batch);
+        self.wake(s, &mut st);
+    }
+
+    /// Makes sure a task is writing the queue of `s`.
+    fn wake(&self, s: &Arc<Stream>, st: &mut StreamState) {
+        if !st.draining {
+            st.draining = true;
+            let (s, sh) = (Arc::clone(s), Arc::clone(&self.shared));
+            self.pool
+                .spawn(move || sh.cpu.time(Stage::Compress, || drain(&s, &sh)));
+        }
+    }
+
+    /// Completes the open document.
+    fn close(&mut self) {
+        self.flush();
+        if let Some(s) = self.open.take() {
+            let mut st = s.lock();
+            st.done = Some(self.users);
+            self.wake(&s, &mut st);
+        }
+        self.users = 0;
+    }
+
+    /// Completes the last document, if one is open.
+    fn finish(mut self) -> Result<()> {
+        self.close();
         Ok(())
     }
 }
@@ -547,7 +721,7 @@ impl<F: FnMut(Doc) -> Result<()>> Documents<'_, F> {
 fn consume(
     em: &mut Emitter,
     mut out: ShardOut,
-    docs: &mut Documents<'_, impl FnMut(Doc) -> Result<()>>,
+    docs: &mut Documents<'_>,
 ) -> Result<Option<Vec<u8>>> {
     em.stats.merge(std::mem::take(&mut out.stats));
     let sparse = em.is_delta();
@@ -607,6 +781,9 @@ fn consume(
             }
         }
     }
+    // The shard's users go to compression together: one hand-over per
+    // shard, not per user.
+    docs.flush();
     Ok(Arc::into_inner(xml))
 }
 
@@ -659,13 +836,18 @@ pub(crate) fn place_in_order(
     }
 }
 
-/// The tokens that bound the documents being compressed or waiting to
-/// be placed (see `run`): half the threads, but at least two, and never
-/// more than the threads. Shared by the job's engine.
-pub(crate) fn compression_tokens(threads: usize) -> (Sender<()>, Receiver<()>) {
-    let tokens = (threads / 2).max(2).min(threads);
-    let (tok_tx, tok_rx) = bounded::<()>(tokens);
-    for _ in 0..tokens {
+/// How many documents may be compressing or waiting to be placed (see
+/// `run`): half the threads, but at least two, and never more than the
+/// threads. Shared by the job's engine.
+pub(crate) fn compressing(threads: usize) -> usize {
+    (threads / 2).max(2).min(threads)
+}
+
+/// A pool of `n` tokens: the placer sends one back for each document it
+/// places.
+pub(crate) fn tokens(n: usize) -> (Sender<()>, Receiver<()>) {
+    let (tok_tx, tok_rx) = bounded::<()>(n);
+    for _ in 0..n {
         // The channel has room for every token.
         let _ = tok_tx.send(());
     }

@@ -123,6 +123,10 @@ pub fn compress_entry(xml: &[u8], users: u64, level: u32, mtime: zip::DateTime) 
 pub struct EntryWriter {
     w: ZipWriter<Cursor<Vec<u8>>>,
     stage: Vec<u8>,
+    /// Bytes written so far, and the most a streamed entry (one started
+    /// before its length was known, so without zip64) may take.
+    written: u64,
+    limit: u64,
 }
 
 fn zip_err(source: zip::result::ZipError) -> Error {
@@ -139,17 +143,42 @@ fn mem_err(e: std::io::Error) -> Error {
 impl EntryWriter {
     /// Starts an entry of `len` bytes of XML in all.
     pub fn new(len: usize, level: u32, mtime: zip::DateTime) -> Result<EntryWriter> {
-        let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(len / 6 + 1024)));
+        EntryWriter::with_room(len, level, mtime, len / 6 + 1024)
+    }
+
+    fn with_room(len: usize, level: u32, mtime: zip::DateTime, room: usize) -> Result<EntryWriter> {
+        let mut w = ZipWriter::new(Cursor::new(Vec::with_capacity(room)));
         w.start_file("entry.xml", file_options(level, mtime, len as u64))
             .map_err(zip_err)?;
         Ok(EntryWriter {
             w,
             stage: Vec::new(),
+            written: 0,
+            limit: u64::MAX,
         })
+    }
+
+    /// Starts an entry whose length is not known yet, so that a document
+    /// can be compressed while it is still being filled. Its bytes are
+    /// those of [`EntryWriter::new`] given the final length, as long as
+    /// that stays under 4 GiB (the zip64 choice is made at the start): a
+    /// longer document is refused with [`Error::Limit`]. `room` is the
+    /// compressed size expected (the previous document's, say), so the
+    /// buffer need not double its way up past it.
+    pub fn streaming(level: u32, mtime: zip::DateTime, room: usize) -> Result<EntryWriter> {
+        let mut w = EntryWriter::with_room(0, level, mtime, room)?;
+        w.limit = u64::from(u32::MAX) - 1;
+        Ok(w)
     }
 
     /// Appends the next piece of the document.
     pub fn write(&mut self, mut p: &[u8]) -> Result<()> {
+        self.written += p.len() as u64;
+        if self.written > self.limit {
+            return Err(Error::Limit(
+                "an XML document passes 4 GiB; lower --users-per-file".into(),
+            ));
+        }
         while !p.is_empty() {
             if self.stage.is_empty() && p.len() >= FEED {
                 self.w.write_all(&p[..FEED]).map_err(mem_err)?;
@@ -665,7 +694,25 @@ mod tests {
                 }
                 let split = w.finish(1).unwrap();
                 assert!(split.zip == whole.zip, "level {level}, pieces of {cut}");
+                // Started before its length is known, with any room.
+                for room in [0, 10, 1 << 20] {
+                    let mut w = EntryWriter::streaming(level, mtime, room).unwrap();
+                    for piece in doc.chunks(cut) {
+                        w.write(piece).unwrap();
+                    }
+                    let streamed = w.finish(1).unwrap();
+                    assert!(streamed.zip == whole.zip, "level {level}, {cut}, {room}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_streamed_entry_past_its_limit_is_refused() {
+        // The real limit is 4 GiB, where zip64 would have been needed.
+        let mut w = EntryWriter::streaming(6, zip_time(as_of()), 0).unwrap();
+        w.limit = 10;
+        w.write(b"0123456789").unwrap();
+        assert!(matches!(w.write(b"x"), Err(Error::Limit(_))));
     }
 }
