@@ -38,9 +38,9 @@ use crate::read::source::{Dialect, RawRecord};
 use crate::report::{Fail, JobSummary, MapStats, SourceInfo};
 use crate::run::convert::{finish, map_record, reject_id, ConvertOptions, Emitter, Extras};
 use crate::run::cpu::{Stage as CpuStage, StageCpu};
-use crate::run::engine::{compressing, finish_placing, place_in_order, tokens, Compressed};
+use crate::run::engine::{finish_placing, open_docs, place_in_order, Compressed, Documents};
 use crate::run::progress::Stage;
-use crate::write::package::{compress_entry, zip_time, EntryBuilder, Placer};
+use crate::write::package::{zip_time, Placer};
 use crate::write::xml;
 
 use super::keys::*;
@@ -569,38 +569,29 @@ fn second_pass(
     let map_users = |m: &Mapper, recs: &[RawRecord]| {
         cpu.time(CpuStage::Map, || user_chunk(m, recs, flags, &spare_xml))
     };
-    // Documents are compressed on the pool as they fill, a bounded number
-    // at a time (as in the single-feed engine), and placed in order.
-    let (tok_tx, tok_rx) = tokens(compressing(threads));
+    // Documents are compressed on the pool as they fill, under the
+    // single-feed engine's budget of XML in flight, and placed in order.
+    let (tok_tx, tok_rx) = open_docs(threads);
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
-    let (doc_back, docs_back) = unbounded::<Vec<u8>>();
-    let mut docs = EntryBuilder::recycling(opts.run.limits.users_per_file, docs_back);
+    // Users are copied into the documents' own buffers, which nobody
+    // reuses: the chunk buffers go back to `spare_xml` at once.
+    let (back, _) = unbounded::<Vec<u8>>();
     let parts = std::thread::scope(|ts| -> Result<_> {
         let place_cpu = Arc::clone(&cpu);
         let placer_thread = ts.spawn(move || {
             place_cpu.time(CpuStage::Place, || place_in_order(placer, ent_rx, tok_tx))
         });
-        let mut seq = 0u64;
-        let pool = &ctx.pool;
-        let mut submit = |(doc, users): (Vec<u8>, u64)| -> Result<()> {
-            tok_rx
-                .recv()
-                .map_err(|_| Error::Invariant("zip placer stopped early".into()))?;
-            let (tx, back, n) = (ent_tx.clone(), doc_back.clone(), seq);
-            seq += 1;
-            let cpu = Arc::clone(&cpu);
-            pool.spawn(move || {
-                let entry = cpu.time(CpuStage::Compress, || {
-                    compress_entry(&doc, users, level, mtime)
-                });
-                let _ = back.send(doc);
-                let _ = tx.send((n, entry));
-            });
-            Ok(())
-        };
-        let mut user_xml = Vec::new();
+        let mut docs = Documents::new(
+            &ctx.pool,
+            (opts.run.limits.users_per_file, level, mtime),
+            &tok_rx,
+            ent_tx.clone(),
+            back,
+            Arc::clone(&cpu),
+        );
         // This thread parses the records and consumes them in order.
         let consuming = cpu.mark();
+        let mut user_xml = Vec::new();
         let consumed = ctx.scan(map_users, |ev| {
             let (si, batch, chunks) = match ev {
                 Event::EndFile {
@@ -659,9 +650,7 @@ fn second_pass(
                                 let user = &chunk.xml[prev..end];
                                 prev = end;
                                 if em.send(user, group)? {
-                                    if let Some(doc) = docs.add(user) {
-                                        submit(doc)?;
-                                    }
+                                    docs.copy(user)?;
                                 }
                             }
                             UserItem::Member(mut user) => {
@@ -721,14 +710,13 @@ fn second_pass(
                                         &group,
                                     );
                                     if em.send(&user_xml, &group)? {
-                                        if let Some(doc) = docs.add(&user_xml) {
-                                            submit(doc)?;
-                                        }
+                                        docs.copy(&user_xml)?;
                                     }
                                 }
                             }
                         }
                     }
+                    docs.flush();
                     let mut buf = chunk.xml;
                     buf.clear();
                     if let Ok(mut v) = spare_xml.lock() {
@@ -738,21 +726,18 @@ fn second_pass(
             }
             Ok(())
         });
-        cpu.add_since(CpuStage::Consume, consuming);
         // Expired departed users (`--state`), after the feed's.
         let consumed = consumed.and_then(|()| {
             for user in em.departed()? {
-                if let Some(doc) = docs.add(&user) {
-                    submit(doc)?;
-                }
+                docs.copy(&user)?;
             }
             Ok(())
         });
         em.progress.set_stage(Stage::Compressing);
-        let consumed = consumed.and_then(|()| match docs.take() {
-            Some(last) => submit(last),
-            None => Ok(()),
-        });
+        // Dropped here, with its sender of entries, so that the placer
+        // sees the end once the last compression task is done.
+        let consumed = consumed.and_then(|()| docs.finish());
+        cpu.add_since(CpuStage::Consume, consuming);
         finish_placing(placer_thread, ent_tx, consumed)
     })?;
     Ok(Streamed {

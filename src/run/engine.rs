@@ -222,38 +222,29 @@ pub(crate) fn run(
     // mappers (measured at 1M patrons, 2 threads: 6.5 s with one, 6.1 s
     // with two). What bounds memory is the XML they hold, in bytes
     // (see [`XML_IN_FLIGHT`]), not their number.
-    let (tok_tx, tok_rx) = tokens(compressing(threads) + 1);
+    let (tok_tx, tok_rx) = open_docs(threads);
     let (ent_tx, ent_rx) = unbounded::<Compressed>();
     // Shard XML buffers handed back for reuse: by the consumer, or by the
     // compression task that held the last piece of one.
     let (shard_back, shards_back) = unbounded::<Vec<u8>>();
     let per_file = setup.opts.run.limits.users_per_file;
+    let level = setup.opts.run.limits.compression_level;
+    let mtime = setup.mtime;
     let cpu = Arc::new(StageCpu::default());
     em.cpu = Some(Arc::clone(&cpu));
-    let shared = Arc::new(Shared {
-        cpu: Arc::clone(&cpu),
-        level: setup.opts.run.limits.compression_level,
-        mtime: setup.mtime,
-        budget: Budget::new(XML_IN_FLIGHT),
-        back: shard_back.clone(),
-        entries: ent_tx.clone(),
-        last_zip: AtomicUsize::new(0),
-    });
     std::thread::scope(|ts| {
         let place_cpu = Arc::clone(&cpu);
         let placer_thread = ts
             .spawn(move || place_cpu.time(Stage::Place, || place_in_order(placer, ent_rx, tok_tx)));
         let consumed = cpu.time(Stage::Consume, || -> Result<()> {
-            let mut docs = Documents {
-                pool: &pool,
-                per_file,
-                tokens: &tok_rx,
-                shared,
-                seq: 0,
-                open: None,
-                batch: Batch::default(),
-                users: 0,
-            };
+            let mut docs = Documents::new(
+                &pool,
+                (per_file, level, mtime),
+                &tok_rx,
+                ent_tx.clone(),
+                shard_back.clone(),
+                Arc::clone(&cpu),
+            );
             for idx in 0..setup.opts.inputs.len() {
                 let mut file = |setup: &mut Setup, em: &mut Emitter, text: &Text| {
                     let x = setup.extract(idx, text, em)?;
@@ -474,7 +465,7 @@ impl Batch {
 
     /// Adds a copy of `bytes`: for a sparse document (a delta), whose
     /// users would otherwise hold a shard buffer each for a few bytes of
-    /// it.
+    /// it, and for users whose buffer is not shared (a job's).
     fn copy(&mut self, bytes: &[u8]) {
         self.bytes += bytes.len();
         if self.owned_last {
@@ -618,7 +609,7 @@ fn drain(s: &Stream, sh: &Shared) {
 /// The document being filled, cut every `per_file` users: its users go
 /// to its compression task a shard at a time, under the byte budget, so
 /// the XML in flight never depends on how many users a document holds.
-struct Documents<'p> {
+pub(crate) struct Documents<'p> {
     pool: &'p rayon::ThreadPool,
     per_file: u64,
     /// One per open document (see `run`).
@@ -633,7 +624,39 @@ struct Documents<'p> {
     users: u64,
 }
 
-impl Documents<'_> {
+impl<'p> Documents<'p> {
+    /// Documents of `per_file` users compressed at `level` with `mtime`
+    /// on `pool`, each opened once `tokens` gives one (see [`open_docs`]),
+    /// their entries sent to `entries`, and the buffers their users were
+    /// in to `back` once written.
+    pub(crate) fn new(
+        pool: &'p rayon::ThreadPool,
+        (per_file, level, mtime): (u64, u32, zip::DateTime),
+        tokens: &'p Receiver<()>,
+        entries: Sender<Compressed>,
+        back: Sender<Vec<u8>>,
+        cpu: Arc<StageCpu>,
+    ) -> Documents<'p> {
+        Documents {
+            pool,
+            per_file,
+            tokens,
+            shared: Arc::new(Shared {
+                cpu,
+                level,
+                mtime,
+                budget: Budget::new(XML_IN_FLIGHT),
+                back,
+                entries,
+                last_zip: AtomicUsize::new(0),
+            }),
+            seq: 0,
+            open: None,
+            batch: Batch::default(),
+            users: 0,
+        }
+    }
+
     /// Adds a user (a range of a shard buffer) to the document.
     fn push(&mut self, buf: &Arc<Vec<u8>>, r: Range<usize>) -> Result<()> {
         self.start()?;
@@ -642,7 +665,7 @@ impl Documents<'_> {
     }
 
     /// Adds a copy of a user (see [`Batch::copy`]).
-    fn copy(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn copy(&mut self, bytes: &[u8]) -> Result<()> {
         self.start()?;
         self.batch.copy(bytes);
         self.added()
@@ -673,7 +696,7 @@ impl Documents<'_> {
 
     /// Hands the batch to the open document's compression, waiting for
     /// room in the budget.
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let Some(s) = &self.open else {
             return;
         };
@@ -709,7 +732,7 @@ impl Documents<'_> {
     }
 
     /// Completes the last document, if one is open.
-    fn finish(mut self) -> Result<()> {
+    pub(crate) fn finish(mut self) -> Result<()> {
         self.close();
         Ok(())
     }
@@ -836,16 +859,12 @@ pub(crate) fn place_in_order(
     }
 }
 
-/// How many documents may be compressing or waiting to be placed (see
-/// `run`): half the threads, but at least two, and never more than the
-/// threads. Shared by the job's engine.
-pub(crate) fn compressing(threads: usize) -> usize {
-    (threads / 2).max(2).min(threads)
-}
-
-/// A pool of `n` tokens: the placer sends one back for each document it
-/// places.
-pub(crate) fn tokens(n: usize) -> (Sender<()>, Receiver<()>) {
+/// The tokens of the documents open at once (see `run`): the one being
+/// filled, and half the threads compressing or waiting to be placed, but
+/// at least two, and never more than the threads. Shared by the job's
+/// engine; the placer sends one back for each document it places.
+pub(crate) fn open_docs(threads: usize) -> (Sender<()>, Receiver<()>) {
+    let n = (threads / 2).max(2).min(threads) + 1;
     let (tok_tx, tok_rx) = bounded::<()>(n);
     for _ in 0..n {
         // The channel has room for every token.

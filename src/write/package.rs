@@ -300,10 +300,6 @@ pub struct EntryBuilder {
     /// about that size, because growing a 40 MB buffer by doubling leaves
     /// it at 64 MB.
     last_len: usize,
-    /// Buffers handed back once their document is compressed: a fresh
-    /// 40 MB buffer per document would be page-faulted in anew each time.
-    /// With it, at most one buffer more than the documents in flight exists.
-    back: Option<crossbeam_channel::Receiver<Vec<u8>>>,
 }
 
 impl EntryBuilder {
@@ -314,19 +310,6 @@ impl EntryBuilder {
             users: 0,
             per_file,
             last_len: 0,
-            back: None,
-        }
-    }
-
-    /// A builder that starts each document in a buffer from `back` when
-    /// one has been handed back, else in a new one.
-    pub(crate) fn recycling(
-        per_file: u64,
-        back: crossbeam_channel::Receiver<Vec<u8>>,
-    ) -> EntryBuilder {
-        EntryBuilder {
-            back: Some(back),
-            ..EntryBuilder::new(per_file)
         }
     }
 
@@ -334,10 +317,7 @@ impl EntryBuilder {
     /// count) when it has become full.
     pub fn add(&mut self, user_xml: &[u8]) -> Option<(Vec<u8>, u64)> {
         if self.users == 0 {
-            match self.back.as_ref().and_then(|b| b.try_recv().ok()) {
-                Some(buf) => self.buf = buf,
-                None => self.buf.reserve(self.last_len + self.last_len / 32),
-            }
+            self.buf.reserve(self.last_len + self.last_len / 32);
             self.buf.clear();
             self.buf.extend_from_slice(xml::HEADER);
         }
