@@ -238,6 +238,22 @@ pub enum AddressPart {
 }
 
 impl AddressPart {
+    /// Every part, in schema order.
+    pub const ALL: [AddressPart; 12] = [
+        AddressPart::Line1,
+        AddressPart::Line2,
+        AddressPart::Line3,
+        AddressPart::Line4,
+        AddressPart::Line5,
+        AddressPart::City,
+        AddressPart::StateProvince,
+        AddressPart::PostalCode,
+        AddressPart::Country,
+        AddressPart::AddressNote,
+        AddressPart::StartDate,
+        AddressPart::EndDate,
+    ];
+
     /// The Alma element name (also the profile key).
     pub fn name(self) -> &'static str {
         match self {

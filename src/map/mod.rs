@@ -268,6 +268,23 @@ impl Mapper {
         }
     }
 
+    /// The getter's source text without characters XML forbids (counted
+    /// in `stats`); not scanned again when the record's check covers it.
+    fn cleaned<'a>(
+        &'a self,
+        g: &'a Getter,
+        rec: Rec<'_, 'a>,
+        stats: &mut MapStats,
+    ) -> Cow<'a, str> {
+        let raw = self.raw(&g.source, rec);
+        if rec.covers(&g.source) {
+            return raw;
+        }
+        let (clean, removed) = rules::clean_forbidden_cow(raw, self.replace_forbidden);
+        stats.count_forbidden(removed, self.replace_forbidden);
+        clean
+    }
+
     /// Evaluates a text getter: source, XML cleaning, trim, case, default,
     /// table, length.
     ///
@@ -280,14 +297,7 @@ impl Mapper {
         rec: Rec<'_, 'a>,
         stats: &mut MapStats,
     ) -> Result<Cow<'a, str>, Fail> {
-        let raw = self.raw(&g.source, rec);
-        let clean = if rec.covers(&g.source) {
-            raw
-        } else {
-            let (clean, removed) = rules::clean_forbidden_cow(raw, self.replace_forbidden);
-            stats.count_forbidden(removed, self.replace_forbidden);
-            clean
-        };
+        let clean = self.cleaned(g, rec, stats);
         let mut v = if g.trim {
             rules::trim_cow(clean)
         } else {
@@ -366,14 +376,7 @@ impl Mapper {
     ) -> Result<Option<NaiveDate>, Fail> {
         // Compiling gives every date getter a DateSpec.
         let Some(spec) = &g.date else { return Ok(None) };
-        let raw = self.raw(&g.source, rec);
-        let clean = if rec.covers(&g.source) {
-            raw
-        } else {
-            let (clean, removed) = rules::clean_forbidden_cow(raw, self.replace_forbidden);
-            stats.count_forbidden(removed, self.replace_forbidden);
-            clean
-        };
+        let clean = self.cleaned(g, rec, stats);
         let text = rules::trim(&clean);
         if !text.is_empty() {
             let tried = match rules::parse_date(text, &spec.formats, self.as_of) {

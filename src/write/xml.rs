@@ -287,21 +287,7 @@ mod tests {
             assert_eq!(open, format!("    <{}>", f.name()).as_bytes());
             assert_eq!(close, format!("</{}>\n", f.name()).as_bytes());
         }
-        use AddressPart::*;
-        for p in [
-            Line1,
-            Line2,
-            Line3,
-            Line4,
-            Line5,
-            City,
-            StateProvince,
-            PostalCode,
-            Country,
-            AddressNote,
-            StartDate,
-            EndDate,
-        ] {
+        for p in AddressPart::ALL {
             let (open, close) = part_tags(p);
             assert_eq!(open, format!("          <{}>", p.name()).as_bytes());
             assert_eq!(close, format!("</{}>\n", p.name()).as_bytes());
